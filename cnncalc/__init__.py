@@ -1,0 +1,28 @@
+"""cnncalc: exact CNN shapes, parameters, MACs, memory and receptive fields.
+
+Public API::
+
+    spec = cnncalc.load_spec("specs/lenet5.yaml")   # a path, a zoo name, or a mapping
+    report = cnncalc.analyze(spec, rounding="floor", batch=1, dtype="float32", optimizer="sgd")
+    report.to_dict()                                 # what `cnncalc table --format json` prints
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["load_spec", "analyze", "CnnCalcError", "__version__"]
+
+from .errors import CnnCalcError
+
+
+def load_spec(source):
+    """A validated spec from a file path, a zoo model name (``vgg16``) or a python mapping."""
+    from .api import load_spec as _load_spec
+
+    return _load_spec(source)
+
+
+def analyze(spec, rounding: str = "floor", batch: int = 1, dtype: str = "float32", optimizer: str = "sgd"):
+    """Infer every layer; returns a Report (``to_dict()`` is the JSON contract)."""
+    from .api import analyze as _analyze
+
+    return _analyze(spec, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)

@@ -1,0 +1,1 @@
+"""Array back-ends: forward-pass reference implementations of CNN layers."""

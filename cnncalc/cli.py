@@ -1,0 +1,143 @@
+"""Command-line interface: parse options, call the API, pick a renderer, exit with the right code.
+
+Exit codes: 0 ok, 1 findings (wrong answers, failed checks), 2 unusable input, 3 internal error.
+Heavy modules (rich, pydantic, numpy, torch) are imported inside the commands that need them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import EXIT_UNUSABLE, CnnCalcError
+
+FORMATS = ("table", "json", "csv", "markdown")
+EXIT_INTERNAL = 3
+
+
+def fail(exc: CnnCalcError) -> None:
+    """One located error line on stderr, then the exit code of the error's family."""
+    click.echo(f"{exc.loc}: error: {exc.message}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def console(err: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if err else sys.stdout
+    # Piped output keeps the table whole instead of squeezing it into 80 columns.
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", 250))
+    return Console(file=stream, width=width)
+
+
+def split_columns(ctx, param, value: str | None):
+    if not value:
+        return None
+    from .render.columns import COLUMNS
+
+    keys = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [k for k in keys if k not in COLUMNS]
+    if unknown:
+        raise click.BadParameter(f"unknown column {unknown[0]!r}; choose from {', '.join(COLUMNS)}")
+    return keys
+
+
+def analysis_options(func):
+    """Options shared by commands that analyse a spec."""
+    options = [
+        click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size."),
+        click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
+                     default="float32", show_default=True, help="Element type for memory."),
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
+                     show_default=True, help="Optimizer state counted in training memory."),
+        click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None,
+                     help="Display shapes channels-first or channels-last (default: the spec's layout)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cnncalc")
+def cli():
+    """Exact CNN shapes, parameters, MACs, memory and receptive fields."""
+
+
+@cli.command()
+@click.argument("spec")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--rounding", type=click.Choice(["floor", "ceil", "strict"]), default="floor", show_default=True,
+              help="What a size that is not whole means: floor/ceil warn (PyTorch), strict is an error.")
+@click.option("--columns", callback=split_columns, help="Comma-separated columns, e.g. name,output,params.")
+@analysis_options
+def table(spec, fmt, rounding, columns, batch, dtype, optimizer, layout):
+    """Per-layer table of SPEC (a file or a zoo model name)."""
+    from .api import analyze, load_spec
+    from .engine import PartialAnalysis
+
+    try:
+        loaded = load_spec(spec)
+        if layout:
+            loaded.layout = layout
+        report, error = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
+    except PartialAnalysis as exc:
+        report, error = exc.report, exc
+    except CnnCalcError as exc:
+        fail(exc)
+    emit_report(report, fmt, columns, error)
+    if error:
+        fail(error)
+
+
+def emit_report(report, fmt: str, columns, error: CnnCalcError | None = None) -> None:
+    from .render import text
+
+    if fmt == "table":
+        from .render.table import render_table
+
+        console().print(render_table(report, columns))
+        return
+    if fmt == "json":
+        import json
+
+        data = report.to_dict()
+        if error:
+            data["error"] = {**error.loc.to_dict(), "message": error.message}
+        click.echo(json.dumps(data, indent=2))
+    elif fmt == "csv":
+        click.echo(text.to_csv(report, columns), nl=False)
+    else:
+        click.echo(text.to_markdown(report, columns), nl=False)
+    for warning in report.warnings:
+        click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
+
+
+def main(argv=None) -> None:
+    """Entry point: never shows a traceback for a user's mistake."""
+    try:
+        cli.main(args=argv, prog_name="cnncalc", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_UNUSABLE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_UNUSABLE)
+    except CnnCalcError as exc:
+        fail(exc)
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except (KeyboardInterrupt, MemoryError, RecursionError) as exc:
+        click.echo(f"cnncalc: stopped ({type(exc).__name__})", err=True)
+        sys.exit(EXIT_UNUSABLE)
+    except Exception as exc:  # a bug: say so in one line; CNNCALC_DEBUG=1 shows the traceback
+        if os.environ.get("CNNCALC_DEBUG"):
+            raise
+        click.echo(f"cnncalc: internal error ({type(exc).__name__}: {exc}); please report it "
+                   "(CNNCALC_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)

@@ -1,0 +1,328 @@
+"""Walk a spec, thread the shape and receptive field through every layer, build the Report.
+
+The engine owns all cross-layer state: the current tensor, names, the DAG of named outputs,
+live memory. Layers only know their own arithmetic (``Leaf.infer``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from .errors import CnnCalcError, FitError, SpecError
+from .formulas import Window, misfit_message
+from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Finding, LayerRow, ReceptiveField, Report, Totals
+from .spec.build import Spec
+from .spec.layers import (GLOBAL, Branches, DepthwiseSeparable, Layer, Leaf, Merge, Outcome, Repeat, Residual,
+                          RFStep, add_shapes, concat_shapes)
+from .spec.loader import format_path
+
+ROUNDING = ("floor", "ceil", "strict")
+MAX_ELEMENTS = 2**63 - 1  # no tensor library can index more elements than this
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An activation as the engine tracks it."""
+
+    shape: tuple[int, ...]
+    rf: ReceptiveField
+    spatial: tuple[int, ...]  # last spatial sizes, kept through flatten for the receptive field
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class Scope:
+    """Names inside a composite get its name as prefix; default names count per scope."""
+
+    prefix: str = ""
+    depth: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def child(self, name: str) -> "Scope":
+        return Scope(prefix=f"{name}.", depth=self.depth + 1)
+
+    def default_name(self, family: str) -> str:
+        self.counters[family] = self.counters.get(family, 0) + 1
+        return f"{self.prefix}{family}{self.counters[family]}"
+
+
+class PartialAnalysis(CnnCalcError):
+    """Raised by ``analyze`` when a layer fails; carries the rows computed before it."""
+
+
+class Engine:
+    def __init__(self, spec: Spec, rounding: str, batch: int, dtype: str, optimizer: str):
+        self.spec = spec
+        self.rounding = rounding
+        self.batch = batch
+        self.dtype = dtype
+        self.optimizer = optimizer
+        self.bytes_per = DTYPE_BYTES[dtype]
+        self.rows: list[LayerRow] = []
+        self.warnings: list[Finding] = []
+        self.outputs: dict[str, Tensor] = {}
+        self.pinned = 0  # elements kept alive by composites and named references
+        self.peak_live = 0
+        self.referenced = _referenced_names(spec.layers)
+        self._layer: Layer | None = None
+        self._name: str | None = None
+
+    # ------------------------------------------------------------------ walking
+    def run(self) -> Tensor:
+        rank = len(self.spec.input) - 1
+        one = (Fraction(1),) * rank
+        x = Tensor(self.spec.input, ReceptiveField(one, one, (Fraction(0),) * rank), self.spec.input[1:])
+        self.outputs["input"] = x
+        self.peak_live = x.elements
+        return self.sequence(self.spec.layers, x, Scope())
+
+    def sequence(self, layers: list[Layer], x: Tensor, scope: Scope) -> Tensor:
+        for layer in layers:
+            x = self.step(layer, x, scope)
+        return x
+
+    def step(self, layer: Layer, x: Tensor, scope: Scope, name: str | None = None) -> Tensor:
+        name = name or self.name_for(layer, scope)
+        try:
+            if layer.from_ and not isinstance(layer, Merge):
+                x = self.lookup(layer.from_, scope)
+            walk = COMPOSITE_WALKS.get(type(layer))
+            out = walk(self, layer, x, scope, name) if walk else self.leaf(layer, x, scope, name)
+        except CnnCalcError as exc:
+            raise exc.located(**self.where(layer, name)) from None
+        self.remember(name, out)
+        return out
+
+    def leaf(self, layer: Leaf, x: Tensor, scope: Scope, name: str) -> Tensor:
+        self._layer, self._name = layer, name
+        if isinstance(layer, Merge):
+            inputs = [self.lookup(ref, scope) for ref in layer.from_]
+            return self.merge(layer, inputs, layer.merge([t.shape for t in inputs]), scope, name)
+        outcome = layer.infer(x.shape, self)
+        return self.emit(layer, x, outcome, scope, name, live_inputs=x.elements)
+
+    def merge(self, layer: Layer, inputs: list[Tensor], shape: tuple[int, ...], scope: Scope, name: str) -> Tensor:
+        """Add or concatenate: the receptive field is the widest of the inputs'."""
+        widest = max(inputs, key=lambda t: t.rf.size)
+        outcome = Outcome(shape=shape)
+        live = sum(t.elements for t in inputs)
+        return self.emit(layer, widest, outcome, scope, name, live_inputs=live, kind=_merge_kind(layer))
+
+    def emit(self, layer: Layer, x: Tensor, outcome: Outcome, scope: Scope, name: str,
+             live_inputs: int, kind: str | None = None) -> Tensor:
+        shape = outcome.shape
+        elements = math.prod(shape) * self.batch
+        if elements > MAX_ELEMENTS:
+            raise CnnCalcError(f"the output {list(shape)} would have {elements:,} elements, more than any "
+                               "tensor library can address; such a tensor could never exist")
+        rf, spatial = self.move_rf(x, outcome.rf)
+        self.rows.append(LayerRow(
+            index=len(self.rows),
+            path=format_path(layer._path),
+            name=name,
+            kind=kind or layer.kind,
+            depth=scope.depth,
+            input_shape=x.shape,
+            output_shape=shape,
+            weights=outcome.weights,
+            biases=outcome.biases,
+            buffers=outcome.buffers,
+            macs=outcome.macs * self.batch,
+            bias_muls=outcome.bias_muls * self.batch,
+            activations=elements,
+            activation_bytes=elements * self.bytes_per,
+            receptive_field=rf,
+            hyper=outcome.hyper,
+            explain=outcome.explain,
+            line=self.spec.source.line_of(layer._path),
+        ))
+        self.peak_live = max(self.peak_live, live_inputs + math.prod(shape) + self.pinned)
+        return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:])
+
+    # ------------------------------------------------------------------ context for layers
+    def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
+        """Output sizes under the rounding policy; non-whole sizes raise (strict) or warn."""
+        if all(w.exact().denominator == 1 for w in windows):
+            return tuple(int(w.exact()) for w in windows)
+        message = misfit_message(windows, what)
+        if self.rounding == "strict":
+            raise FitError(message)
+        sizes = tuple(w.ceil() if self.rounding == "ceil" else w.floor() for w in windows)
+        verb = "up" if self.rounding == "ceil" else "down"
+        framework = "PyTorch's ceil_mode" if self.rounding == "ceil" else "PyTorch does"
+        note = f"; rounded {verb} to {'x'.join(map(str, sizes))} ({self.rounding}, as {framework})"
+        self.warnings.append(Finding(self.spec.source.locate(self._layer._path, self._name), message + note))
+        return sizes
+
+    # ------------------------------------------------------------------ receptive field
+    def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...]]:
+        rf, spatial = x.rf, x.spatial
+        if change is None or not rf.size:
+            return rf, spatial
+        if change == GLOBAL:
+            change = tuple(RFStep(size, Fraction(1), Fraction(size - 1, 2)) for size in spatial)
+        if len(change) != len(rf.size):
+            return rf, spatial
+        size = tuple(s + (step.extent - 1) * j for s, j, step in zip(rf.size, rf.jump, change))
+        jump = tuple(j * step.stride for j, step in zip(rf.jump, change))
+        start = tuple(st + step.offset * j for st, j, step in zip(rf.start, rf.jump, change))
+        return ReceptiveField(size, jump, start), spatial
+
+    # ------------------------------------------------------------------ names and memory
+    def name_for(self, layer: Layer, scope: Scope) -> str:
+        default = scope.default_name(layer.family or layer.kind)  # counts named layers too: C1, conv2
+        return default if layer.name is None else f"{scope.prefix}{layer.name}"
+
+    def remember(self, name: str, out: Tensor) -> None:
+        if name in self.outputs:
+            raise SpecError(f"the name `{name}` is used by two layers; names must be unique")
+        self.outputs[name] = out
+        if name in self.referenced:
+            self.pinned += out.elements
+
+    def lookup(self, ref: str, scope: Scope) -> Tensor:
+        for candidate in (f"{scope.prefix}{ref}", ref):
+            if candidate in self.outputs:
+                return self.outputs[candidate]
+        known = [n for n in self.outputs if n != "input"][-8:]
+        raise SpecError(f"`from: {ref}` names no earlier layer (the latest are: {', '.join(known)}; "
+                        "`input` is the network input)")
+
+    def pin(self, *tensors: Tensor) -> None:
+        self.pinned += sum(t.elements for t in tensors)
+
+    def unpin(self, *tensors: Tensor) -> None:
+        self.pinned -= sum(t.elements for t in tensors)
+
+    def where(self, layer: Layer, name: str) -> dict:
+        return {"file": self.spec.file, "line": self.spec.source.line_of(layer._path),
+                "path": format_path(layer._path) or None, "name": name}
+
+    # ------------------------------------------------------------------ result
+    def report(self) -> Report:
+        rows = self.rows
+        trainable = sum(r.trainable_params for r in rows)
+        buffers = sum(r.buffers for r in rows)
+        params = trainable + buffers
+        input_elements = math.prod(self.spec.input) * self.batch
+        activations = sum(r.activations for r in rows)
+        extra_copies = OPTIMIZER_COPIES[self.optimizer] - 2  # beyond weights and gradients
+        totals = Totals(
+            params=params,
+            trainable_params=trainable,
+            non_trainable_params=buffers,
+            macs=sum(r.macs for r in rows),
+            muls_with_bias=sum(r.muls_with_bias for r in rows),
+            activations=activations,
+            activation_bytes=activations * self.bytes_per,
+            input_bytes=input_elements * self.bytes_per,
+            param_bytes=params * self.bytes_per,
+            peak_live_activation_bytes=self.peak_live * self.batch * self.bytes_per,
+            gradient_bytes=trainable * self.bytes_per,
+            optimizer_state_bytes=extra_copies * trainable * self.bytes_per,
+        )
+        return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
+                      self.optimizer, rows, totals, self.warnings, self.spec.file)
+
+
+# ---------------------------------------------------------------------- composite walks
+def walk_repeat(engine: Engine, layer: Repeat, x: Tensor, scope: Scope, name: str) -> Tensor:
+    body = layer.layers
+    single_composite = len(body) == 1 and body[0].is_composite and body[0].name is None
+    for i in range(layer.start, layer.start + layer.times):
+        if single_composite:  # `repeat: {name: layer3, layers: [residual: ...]}` -> layer3.1, layer3.2
+            x = engine.step(body[0], x, scope, name=f"{name}.{i}")
+        else:
+            x = engine.sequence(body, x, scope.child(f"{name}.{i}"))
+    return x
+
+
+def walk_residual(engine: Engine, layer: Residual, x: Tensor, scope: Scope, name: str) -> Tensor:
+    inner = scope.child(name)
+    engine.pin(x)
+    main = engine.sequence(layer.layers, x, inner)
+    engine.pin(main)
+    shortcut = engine.sequence(layer.shortcut, x, inner) if layer.shortcut else x
+    engine.unpin(x, main)
+    engine._layer, engine._name = layer, name
+    return engine.merge(layer, [main, shortcut], add_shapes([main.shape, shortcut.shape]), scope, name)
+
+
+def walk_branches(engine: Engine, layer: Branches, x: Tensor, scope: Scope, name: str) -> Tensor:
+    inner = scope.child(name)
+    engine.pin(x)
+    outputs = []
+    for path in layer.paths:
+        out = engine.sequence(path, x, inner) if path else x
+        engine.pin(out)
+        outputs.append(out)
+    engine.unpin(x, *outputs)
+    engine._layer, engine._name = layer, name
+    return engine.merge(layer, outputs, concat_shapes([t.shape for t in outputs]), scope, name)
+
+
+def walk_depthwise_separable(engine: Engine, layer: DepthwiseSeparable, x: Tensor, scope: Scope,
+                             name: str) -> Tensor:
+    inner = scope.child(name)
+    for conv in layer.expand(x.shape[0]):
+        conv._path = layer._path
+        x = engine.step(conv, x, inner)
+    return x
+
+
+COMPOSITE_WALKS = {
+    Repeat: walk_repeat,
+    Residual: walk_residual,
+    Branches: walk_branches,
+    DepthwiseSeparable: walk_depthwise_separable,
+}
+
+
+def _merge_kind(layer: Layer) -> str:
+    return {"residual": "add", "branches": "concat"}.get(layer.kind, layer.kind)
+
+
+def _referenced_names(layers: list[Layer]) -> set[str]:
+    names: set[str] = set()
+    stack = list(layers)
+    while stack:
+        layer = stack.pop()
+        refs = layer.from_
+        if refs:
+            names.update([refs] if isinstance(refs, str) else refs)
+        for key in ("layers", "shortcut"):
+            stack.extend(getattr(layer, key, None) or [])
+        for path in getattr(layer, "paths", None) or []:
+            stack.extend(path)
+    return names
+
+
+def analyze(spec: Spec, rounding: str = "floor", batch: int = 1, dtype: str = "float32",
+            optimizer: str = "sgd") -> Report:
+    """Infer every layer of ``spec``. A failing layer raises ``PartialAnalysis`` (a CnnCalcError)
+    whose ``report`` holds the rows before it."""
+    _check_options(rounding, batch, dtype, optimizer)
+    engine = Engine(spec, rounding, batch, dtype, optimizer)
+    try:
+        engine.run()
+    except CnnCalcError as exc:
+        partial = PartialAnalysis(exc.message, exc.loc)
+        partial.report = engine.report()
+        partial.cause = exc
+        raise partial from None
+    return engine.report()
+
+
+def _check_options(rounding: str, batch: int, dtype: str, optimizer: str) -> None:
+    if rounding not in ROUNDING:
+        raise CnnCalcError(f"rounding must be one of {', '.join(ROUNDING)}, not {rounding!r}")
+    if not isinstance(batch, int) or batch < 1:
+        raise CnnCalcError(f"batch must be a positive whole number, not {batch!r}")
+    if dtype not in DTYPE_BYTES:
+        raise CnnCalcError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
+    if optimizer not in OPTIMIZER_COPIES:
+        raise CnnCalcError(f"optimizer must be one of {', '.join(OPTIMIZER_COPIES)}, not {optimizer!r}")

@@ -1,0 +1,1 @@
+"""Renderers: a Report -> rich table, JSON, CSV or Markdown. They format; they never compute."""

@@ -1,0 +1,69 @@
+"""Machine and plain-text formats: JSON (the contract), CSV (exact values), Markdown."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from ..report import Report
+from ..units import human_bytes, thousands
+from .columns import Column, pick_columns
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2)
+
+
+def to_csv(report: Report, columns: tuple[str, ...] | None = None) -> str:
+    picked = pick_columns(columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c.key for c in picked])
+    for row in report.layers:
+        writer.writerow([c.value(row, report.layout) for c in picked])
+    return buffer.getvalue()
+
+
+def to_markdown(report: Report, columns: tuple[str, ...] | None = None) -> str:
+    picked = pick_columns(columns)
+    lines = [f"## {report.name}", "", f"Input: {shape_of(report)}", ""]
+    lines.append("| " + " | ".join(c.header for c in picked) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in picked) + "|")
+    for row in report.layers:
+        lines.append("| " + " | ".join(_md_cell(c, row, report) for c in picked) + " |")
+    lines += ["", *totals_lines(report), "", *convention_lines(report)]
+    if report.warnings:
+        lines += ["", "Warnings:", *[f"- {w}" for w in report.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(column: Column, row, report: Report) -> str:
+    value = column.value(row, report.layout)
+    exact_count = column.numeric and isinstance(value, int) and column.key != "memory"
+    text = thousands(value) if exact_count else column.text(row, report.layout)
+    return text.replace("|", "\\|")
+
+
+def shape_of(report: Report) -> str:
+    from .columns import shape_text
+
+    return shape_text(report.input_shape, report.layout) + f" ({report.layout})"
+
+
+def totals_lines(report: Report) -> list[str]:
+    t = report.totals
+    return [
+        f"- Params: {thousands(t.params)} (trainable {thousands(t.trainable_params)}, "
+        f"non-trainable {thousands(t.non_trainable_params)})",
+        f"- MACs: {thousands(t.macs)}; FLOPs: {thousands(t.flops)}; MULs with bias: {thousands(t.muls_with_bias)}",
+        f"- Activations: {thousands(t.activations)} values, {human_bytes(t.activation_bytes)}",
+        f"- Memory: params {human_bytes(t.param_bytes)}; inference {human_bytes(t.inference_bytes)}; "
+        f"training ({report.optimizer}) {human_bytes(t.training_bytes)}",
+    ]
+
+
+def convention_lines(report: Report) -> list[str]:
+    return [
+        f"Conventions: MACs = weight multiply-accumulates (bias excluded), FLOPs = 2 x MACs; "
+        f"rounding {report.rounding}; {report.dtype}, batch {report.batch}; MB = 10^6 B, MiB = 2^20 B.",
+    ]

@@ -1,0 +1,214 @@
+"""The analysis result as plain data: exact ints and tuples, no display strings.
+
+``Report.to_dict()`` is the JSON contract printed by ``--format json``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .errors import Location
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
+# How many copies of the trainable parameters training keeps: weights, gradients, optimizer state.
+OPTIMIZER_COPIES = {"sgd": 2, "momentum": 3, "adam": 4}
+
+
+def plain_number(value: Fraction | int) -> int | float:
+    """Whole fractions become ints; others floats rounded for humans and JSON."""
+    value = Fraction(value)
+    return int(value) if value.denominator == 1 else round(float(value), 4)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    size: tuple[Fraction, ...]
+    jump: tuple[Fraction, ...]
+    start: tuple[Fraction, ...]
+
+    def to_dict(self) -> dict:
+        return {key: [plain_number(v) for v in getattr(self, key)] for key in ("size", "jump", "start")}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A located warning or problem about one layer."""
+
+    loc: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {**self.loc.to_dict(), "message": self.message}
+
+
+@dataclass
+class LayerRow:
+    index: int
+    path: str
+    name: str
+    kind: str
+    depth: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    weights: int
+    biases: int
+    buffers: int  # non-trainable parameters
+    macs: int  # for the whole batch
+    bias_muls: int
+    activations: int  # output elements for the whole batch
+    activation_bytes: int
+    receptive_field: ReceptiveField
+    hyper: dict[str, Any] = field(default_factory=dict)
+    explain: list[str] = field(default_factory=list)
+    line: int | None = None
+
+    @property
+    def trainable_params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def params(self) -> int:
+        return self.trainable_params + self.buffers
+
+    @property
+    def muls_with_bias(self) -> int:
+        return self.macs + self.bias_muls
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "path": self.path,
+            "name": self.name,
+            "kind": self.kind,
+            "depth": self.depth,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "weights": self.weights,
+            "biases": self.biases,
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.buffers,
+            "macs": self.macs,
+            "muls_with_bias": self.muls_with_bias,
+            "flops": 2 * self.macs,
+            "activations": self.activations,
+            "activation_bytes": self.activation_bytes,
+            "receptive_field": self.receptive_field.to_dict(),
+            "hyper": {key: _jsonable(value) for key, value in self.hyper.items()},
+        }
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class Totals:
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    muls_with_bias: int
+    activations: int
+    activation_bytes: int
+    input_bytes: int
+    param_bytes: int
+    peak_live_activation_bytes: int
+    optimizer_state_bytes: int
+    gradient_bytes: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def inference_bytes(self) -> int:
+        return self.param_bytes + self.peak_live_activation_bytes
+
+    @property
+    def training_activation_bytes(self) -> int:
+        return 2 * self.activation_bytes  # every activation and its gradient
+
+    @property
+    def training_bytes(self) -> int:
+        return (self.input_bytes + self.training_activation_bytes + self.param_bytes
+                + self.gradient_bytes + self.optimizer_state_bytes)
+
+    def to_dict(self) -> dict:
+        return {
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "macs": self.macs,
+            "muls_with_bias": self.muls_with_bias,
+            "flops": self.flops,
+            "activations": self.activations,
+            "activation_bytes": self.activation_bytes,
+            "input_bytes": self.input_bytes,
+            "param_bytes": self.param_bytes,
+            "gradient_bytes": self.gradient_bytes,
+            "optimizer_state_bytes": self.optimizer_state_bytes,
+            "peak_live_activation_bytes": self.peak_live_activation_bytes,
+            "inference_bytes": self.inference_bytes,
+            "training_activation_bytes": self.training_activation_bytes,
+            "training_bytes": self.training_bytes,
+        }
+
+
+@dataclass
+class Report:
+    name: str
+    input_shape: tuple[int, ...]
+    layout: str
+    rounding: str
+    batch: int
+    dtype: str
+    optimizer: str
+    layers: list[LayerRow]
+    totals: Totals
+    warnings: list[Finding] = field(default_factory=list)
+    file: str | None = None
+
+    @property
+    def conventions(self) -> dict:
+        return {
+            "macs": "weight multiply-accumulates of conv, conv_transpose and linear layers, bias excluded "
+                    "(as torch.utils.flop_counter counts them)",
+            "muls_with_bias": "MACs plus one multiplication per output for the bias (the lecture's +1)",
+            "flops": "2 x MACs",
+            "params": "trainable (weights + biases, = PyTorch parameters()) + non-trainable "
+                      "(batch-norm running mean and variance, as Keras counts them)",
+            "rounding": self.rounding,
+            "rounding_meaning": {
+                "floor": "sizes that are not whole are rounded down, as PyTorch does (warned)",
+                "ceil": "sizes that are not whole are rounded up, as PyTorch's ceil_mode (warned)",
+                "strict": "sizes that are not whole are errors, as the lecture treats them",
+            }[self.rounding],
+            "batch": self.batch,
+            "counts_per": f"batch of {self.batch}" if self.batch != 1 else "one sample",
+            "dtype": self.dtype,
+            "bytes_per_element": DTYPE_BYTES[self.dtype],
+            "optimizer": self.optimizer,
+            "memory": "bytes; inference = params + peak live activations; training = input + activations "
+                      "and their gradients + params + gradients + optimizer state "
+                      f"({OPTIMIZER_COPIES[self.optimizer]}x trainable params in all)",
+            "units": "MB = 10^6 bytes, MiB = 2^20 bytes",
+            "shapes": "[C, *spatial] without the batch axis",
+            "layout": self.layout,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "conventions": self.conventions,
+            "layers": [row.to_dict() for row in self.layers],
+            "totals": self.totals.to_dict(),
+            "warnings": [w.to_dict() for w in self.warnings],
+        }

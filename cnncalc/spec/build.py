@@ -1,0 +1,262 @@
+"""Plain spec data (from any file format) -> a validated ``Spec`` with located errors.
+
+A layer entry has three forms: a bare string (`relu`, `conv 64 k3 p1`, `conv3-64`), a mapping
+with a scalar (`linear: 10`) or a mapping with arguments (`conv: {filters: 6, kernel: 5}`).
+`name`, `from` and `expect` may sit beside the kind key or inside its arguments.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import SpecError
+from .layers import KINDS, Composite, Layer
+from .loader import DataPath, SourceMap, format_path
+from .shorthand import canonical_kind, from_layout, parse_one_line, parse_vgg, parse_volume
+
+META_KEYS = ("name", "from", "expect")
+TOP_KEYS = ("name", "description", "input", "layout", "layers", "budgets", "input_values")
+BUDGET_KEYS = ("max_params", "max_macs", "max_memory")
+MAX_NESTING = 32  # composites inside composites
+MAX_LAYERS = 1_000_000  # entries in the file, before repeat
+
+
+@dataclass
+class Spec:
+    """A validated network description. Shapes are [C, *spatial]."""
+
+    name: str
+    input: tuple[int, ...]
+    layers: list[Layer]
+    layout: str = "chw"
+    description: str | None = None
+    budgets: dict[str, Any] = field(default_factory=dict)
+    input_values: Any = None
+    source: SourceMap = field(default_factory=SourceMap)
+
+    @property
+    def file(self) -> str | None:
+        return self.source.file
+
+
+def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "network") -> Spec:
+    source = source or SourceMap()
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"the top level must be a mapping with `input` and `layers`, not {_type_name(data)}", source.locate(())
+        )
+    unknown = [key for key in data if key not in TOP_KEYS]
+    if unknown:
+        raise SpecError(_unknown_key_message("the spec", unknown[0], TOP_KEYS), source.locate((unknown[0],)))
+    for key in ("input", "layers"):
+        if key not in data:
+            raise SpecError(f"the spec has no `{key}`", source.locate(()))
+    layout = data.get("layout", "chw")
+    if layout not in ("chw", "hwc"):
+        raise SpecError(f"`layout` must be chw or hwc, not {layout!r}", source.locate(("layout",)))
+    name = data.get("name", default_name)
+    if not isinstance(name, (str, int, float)):
+        raise SpecError("`name` must be text", source.locate(("name",)))
+    builder = _Builder(source)
+    layers = builder.layer_list(data["layers"], ("layers",), depth=0)
+    if not layers:
+        raise SpecError("`layers` is empty; list at least one layer", source.locate(("layers",)))
+    return Spec(
+        name=str(name),
+        description=_optional_text(data, "description", source),
+        input=read_input(data["input"], layout, source.locate(("input",))),
+        layers=layers,
+        layout=layout,
+        budgets=_budgets(data.get("budgets"), source),
+        input_values=data.get("input_values"),
+        source=source,
+    )
+
+
+def read_input(value: Any, layout: str, loc) -> tuple[int, ...]:
+    if isinstance(value, str):
+        try:
+            sizes = parse_volume(value, layout)
+        except SpecError as exc:
+            raise SpecError(exc.message, loc) from None
+    elif isinstance(value, list) and value and all(type(v) is int for v in value):
+        sizes = from_layout(value, layout)
+    else:
+        raise SpecError(f"`input` must be a shape like [3, 224, 224] or '224x224x3', not {value!r}", loc)
+    if len(sizes) > 4:
+        raise SpecError(f"`input` {value!r} has {len(sizes) - 1} spatial axes; at most 3 are supported", loc)
+    if any(size <= 0 for size in sizes):
+        raise SpecError(f"`input` sizes must be positive, got {value!r}", loc)
+    return tuple(sizes)
+
+
+def _optional_text(data: dict, key: str, source: SourceMap) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SpecError(f"`{key}` must be text", source.locate((key,)))
+    return value
+
+
+def _budgets(value: Any, source: SourceMap) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError("`budgets` must be a mapping like {max_params: 25M}", source.locate(("budgets",)))
+    for key in value:
+        if key not in BUDGET_KEYS:
+            raise SpecError(_unknown_key_message("`budgets`", key, BUDGET_KEYS), source.locate(("budgets", key)))
+    return dict(value)
+
+
+class _Builder:
+    def __init__(self, source: SourceMap):
+        self.source = source
+        self.count = 0
+
+    def fail(self, message: str, path: DataPath) -> SpecError:
+        return SpecError(message, self.source.locate(path))
+
+    def layer_list(self, raw: Any, path: DataPath, depth: int) -> list[Layer]:
+        if not isinstance(raw, list):
+            raise self.fail(f"`{format_path(path)}` must be a list of layers, not {_type_name(raw)}", path)
+        return [self.layer(entry, path + (index,), depth) for index, entry in enumerate(raw)]
+
+    def layer(self, raw: Any, path: DataPath, depth: int) -> Layer:
+        self.count += 1
+        if self.count > MAX_LAYERS:
+            raise self.fail(f"the spec has more than {MAX_LAYERS:,} layer entries", path)
+        if depth > MAX_NESTING:
+            raise self.fail(f"composites are nested more than {MAX_NESTING} levels deep", path)
+        kind, args, arg_paths = self.entry(raw, path)
+        cls = KINDS.get(kind)
+        if cls is None:
+            raise self.fail(_unknown_kind_message(kind), path)
+        if issubclass(cls, Composite):
+            args = self.children(cls, args, arg_paths, depth)
+        layer = self.validate(cls, args, arg_paths, path)
+        layer._path = path
+        return layer
+
+    def entry(self, raw: Any, path: DataPath) -> tuple[str, dict, dict]:
+        """-> (kind, arguments, data path of each argument's value)."""
+        if isinstance(raw, str):
+            return self.string_entry(raw, path)
+        if not isinstance(raw, dict):
+            raise self.fail(
+                f"a layer must be a name like `relu` or a mapping like `conv: {{filters: 8, kernel: 3}}`, "
+                f"not {_type_name(raw)} {raw!r}", path)
+        kinds = [key for key in raw if key not in META_KEYS]
+        if len(kinds) != 1:
+            if not kinds:
+                raise self.fail("this layer names no kind (e.g. `conv:`, `relu`)", path)
+            raise self.fail(f"one layer entry has several kinds ({', '.join(map(str, kinds))}); "
+                            "put each in its own list item", path)
+        written = kinds[0]
+        kind = canonical_kind(str(written))
+        value = raw[written]
+        value_path = path + (written,)
+        cls = KINDS.get(kind)
+        if cls is None:
+            raise self.fail(_unknown_kind_message(str(written)), value_path)
+        if isinstance(value, dict):
+            args, arg_paths = dict(value), {key: value_path + (key,) for key in value}
+        elif value is None:
+            args, arg_paths = {}, {}
+        elif cls.primary is None:
+            raise self.fail(f"`{kind}` takes no value; write `- {kind}` or `- {kind}: {{...}}`", value_path)
+        else:
+            args, arg_paths = {cls.primary: value}, {cls.primary: value_path}
+        for key in META_KEYS:
+            if key in raw:
+                if key in args:
+                    raise self.fail(f"`{key}` is given twice, beside and inside `{kind}`", path + (key,))
+                args[key], arg_paths[key] = raw[key], path + (key,)
+        return kind, args, arg_paths
+
+    def string_entry(self, text: str, path: DataPath) -> tuple[str, dict, dict]:
+        text = text.strip()
+        if not text:
+            raise self.fail("a layer entry is empty", path)
+        vgg = parse_vgg(text)
+        if vgg:
+            kind, args = vgg
+        else:
+            head = canonical_kind(text.split()[0])
+            cls = KINDS.get(head)
+            if cls is None:
+                raise self.fail(_unknown_kind_message(text.split()[0]), path)
+            try:
+                kind, args = parse_one_line(text, cls.primary)
+            except SpecError as exc:
+                raise self.fail(exc.message, path) from None
+        return kind, args, {key: path for key in args}
+
+    def children(self, cls: type[Composite], args: dict, arg_paths: dict, depth: int) -> dict:
+        args = dict(args)
+        for key in ("layers", "shortcut"):
+            if key in args:
+                args[key] = self.layer_list(args[key], arg_paths[key], depth + 1)
+        if "paths" in args:
+            raw_paths, base = args["paths"], arg_paths["paths"]
+            if not isinstance(raw_paths, list):
+                raise self.fail("`branches` must be a list of layer lists, one per branch", base)
+            args["paths"] = [self.layer_list(branch, base + (index,), depth + 1)
+                             for index, branch in enumerate(raw_paths)]
+        return args
+
+    def validate(self, cls: type[Layer], args: dict, arg_paths: dict, path: DataPath) -> Layer:
+        try:
+            return cls.model_validate(args)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            key = str(error["loc"][0]) if error["loc"] else None
+            where = arg_paths.get(key, path) if key else path
+            raise self.fail(_validation_message(cls, error, args), where) from None
+
+
+def _validation_message(cls: type[Layer], error: dict, args: dict) -> str:
+    loc = error["loc"]
+    key = str(loc[0]) if loc else None
+    if error["type"] == "extra_forbidden":
+        return _unknown_key_message(f"`{cls.kind}`", key, _keys_of(cls))
+    if error["type"] == "missing":
+        return f"`{cls.kind}` needs `{key}`" + _describe(cls, key)
+    if key is None:
+        return f"`{cls.kind}`: {error['msg']}"
+    got = args.get(key, error.get("input"))
+    return f"`{cls.kind}.{key}` = {got!r} is not valid: {_pydantic_reason(error)}{_describe(cls, key)}"
+
+
+def _pydantic_reason(error: dict) -> str:
+    message = str(error["msg"])
+    message = message.replace("Input should be", "it should be").replace("Value error, ", "")
+    return message[0].lower() + message[1:] if message else "invalid value"
+
+
+def _describe(cls: type[Layer], key: str) -> str:
+    info = cls.model_fields.get("from_" if key == "from" else key)
+    return f" ({info.description})" if info and info.description else ""
+
+
+def _keys_of(cls: type[Layer]) -> list[str]:
+    return [info.alias or name for name, info in cls.model_fields.items()]
+
+
+def _unknown_key_message(owner: str, key: str, known) -> str:
+    hint = difflib.get_close_matches(str(key), list(known), n=1)
+    suggestion = f"; did you mean `{hint[0]}`?" if hint else f"; known keys: {', '.join(known)}"
+    return f"{owner} has no key `{key}`{suggestion}"
+
+
+def _unknown_kind_message(kind: str) -> str:
+    hint = difflib.get_close_matches(str(kind).lower(), list(KINDS), n=1)
+    suggestion = f"; did you mean `{hint[0]}`?" if hint else f"; known kinds: {', '.join(KINDS)}"
+    return f"unknown layer kind `{kind}`{suggestion}"
+
+
+def _type_name(value: Any) -> str:
+    return {list: "a list", dict: "a mapping", str: "text", int: "a number", float: "a number",
+            bool: "true/false", type(None): "empty"}.get(type(value), type(value).__name__)

@@ -1,0 +1,597 @@
+"""One frozen pydantic model per layer kind; each knows its own arithmetic.
+
+A leaf layer's ``infer(shape, ctx)`` maps an input shape ``(C, *spatial)`` to an ``Outcome``:
+output shape, parameter and multiplication counts, and how it moves the receptive field.
+Composite layers (repeat, residual, branches, depthwise_separable) only describe structure;
+the engine walks them. Adding a layer kind = one class here (registered by its ``kind``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
+
+from annotated_types import Ge, Gt, Le, Len, Lt
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
+
+from ..errors import ShapeError
+from ..formulas import Window, adaptive_bins, prod, same_padding, transposed_formula, transposed_size
+
+# ----------------------------------------------------------------------------- field types
+PosInt = Annotated[int, Strict(), Gt(0)]
+NonNegInt = Annotated[int, Strict(), Ge(0)]
+PosNumber = Annotated[Union[Annotated[int, Strict()], Annotated[float, Strict()]], Gt(0)]
+Axes = Union[PosInt, Annotated[list[PosInt], Len(1, 3)]]
+NonNegAxes = Union[NonNegInt, Annotated[list[NonNegInt], Len(1, 3)]]
+PadPair = Annotated[list[NonNegInt], Len(2, 2)]
+Padding = Union[NonNegInt, Literal["same", "valid"], Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
+PoolPadding = Union[NonNegInt, Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
+Scale = Union[PosNumber, Annotated[list[PosNumber], Len(1, 3)]]
+
+AXES_HELP = "a positive whole number, or a list with one per spatial axis"
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class RFStep:
+    """How one spatial axis of the receptive field moves through a layer.
+
+    size_out = size_in + (extent - 1) * jump_in;  jump_out = jump_in * stride;
+    start_out = start_in + offset * jump_in   (offset: centre of output 0 in input units).
+    """
+
+    extent: int
+    stride: Fraction
+    offset: Fraction
+
+
+GLOBAL = "global"  # the layer sees its whole input (linear, global pooling)
+
+
+@dataclass
+class Outcome:
+    """What one leaf layer does to the shape that reaches it (per sample, exact ints)."""
+
+    shape: tuple[int, ...]
+    weights: int = 0
+    biases: int = 0
+    buffers: int = 0  # non-trainable state, e.g. batch-norm running mean/var
+    macs: int = 0  # weight multiply-accumulates, bias excluded
+    bias_muls: int = 0  # what the lecture's "+1" adds to MULs
+    rf: tuple[RFStep, ...] | str | None = None  # None: element-wise, unchanged
+    hyper: dict[str, Any] = field(default_factory=dict)  # kernel/stride/padding for display
+    explain: list[str] = field(default_factory=list)  # formulas with the numbers plugged in
+
+
+class Context(Protocol):
+    """What a layer may ask of the engine while inferring."""
+
+    def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
+        """Output sizes of sliding windows under the rounding policy (may raise or warn)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def per_axis(value, rank: int, key: str) -> tuple:
+    """An int for all axes, or a list with exactly one value per spatial axis."""
+    if isinstance(value, list):
+        if len(value) != rank:
+            raise ShapeError(f"`{key}` has {len(value)} values but the input has {rank} spatial axes")
+        return tuple(value)
+    return (value,) * rank
+
+
+def spatial_rank(shape: tuple[int, ...], kind: str, minimum: int = 1) -> int:
+    rank = len(shape) - 1
+    if rank < minimum:
+        raise ShapeError(
+            f"{kind} needs an input with spatial axes [C, *spatial], got {list(shape)}; "
+            "it cannot follow flatten or linear"
+        )
+    return rank
+
+
+def pad_pairs(padding, rank: int) -> tuple[tuple[int, int], ...]:
+    """int | per-axis list of int or [before, after] -> ((before, after), ...)."""
+    if padding == "valid":
+        return ((0, 0),) * rank
+    return tuple((p, p) if isinstance(p, int) else (p[0], p[1]) for p in per_axis(padding, rank, "padding"))
+
+
+def axes_text(values) -> str:
+    values = tuple(values)
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def dims(values) -> str:
+    return "x".join(map(str, values))
+
+
+AXIS_LETTERS = {1: "L", 2: "HW", 3: "DHW"}
+
+
+def size_explanations(windows: list[Window], out_sizes) -> list[str]:
+    """`W2 = (32 - 5 + 2*2)/1 + 1 = 32`, one line per distinct axis (`H2 = W2` when equal)."""
+    letters = AXIS_LETTERS.get(len(windows), "X" * len(windows))
+    lines: dict[tuple, list[str]] = {}
+    for letter, w, out in zip(letters, windows, out_sizes):
+        exact = w.exact()
+        value = str(exact) if exact.denominator == 1 else f"{float(exact):.2f} -> {out}"
+        lines.setdefault((w.formula(), value), []).append(f"{letter}2")
+    return [f"{' = '.join(names)} = {formula} = {value}" for (formula, value), names in lines.items()]
+
+
+def check_positive(shape: tuple[int, ...], what: str) -> None:
+    if any(size <= 0 for size in shape[1:]):
+        raise ShapeError(f"output size reaches zero or less ({dims(shape[1:])}): {what}")
+
+
+# ----------------------------------------------------------------------------- base classes
+class Layer(BaseModel):
+    """Fields every layer takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+
+    name: str | None = Field(None, description="the layer's name; default: kind + running number")
+    from_: str | None = Field(None, alias="from", description="take the input from this named output")
+    expect: dict[str, Any] | None = Field(None, description="expected values to check (output, params, ...)")
+
+    kind: ClassVar[str]
+    family: ClassVar[str] = ""  # prefix of default names (conv1, pool2, fc3); "" = the kind
+    primary: ClassVar[str | None] = None  # the key a scalar shorthand sets (`linear: 10`)
+
+    _path: tuple = PrivateAttr(default=())
+
+    @property
+    def is_composite(self) -> bool:
+        return False
+
+
+class Leaf(Layer):
+    def infer(self, shape: tuple[int, ...], ctx: Context) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Elementwise(Leaf):
+    """Same shape out as in, no parameters (activations, dropout)."""
+
+    def infer(self, shape, ctx):
+        return Outcome(shape=shape)
+
+
+# ----------------------------------------------------------------------------- convolutions
+class ConvBase(Leaf):
+    filters: PosInt = Field(description="number of filters K (output channels)")
+    kernel: Axes = Field(description="kernel size F: " + AXES_HELP)
+    stride: Axes = Field(1, description="stride S: " + AXES_HELP)
+    dilation: Axes = Field(1, description="dilation D: " + AXES_HELP)
+    groups: PosInt = Field(1, description="groups G: input and output channels are split into G groups")
+    bias: bool = Field(True, description="whether the layer has a bias per filter")
+    primary: ClassVar[str] = "filters"
+
+    def _channels(self, c_in: int) -> None:
+        if c_in % self.groups:
+            raise ShapeError(f"{c_in} input channels cannot be split into {self.groups} groups")
+        if self.filters % self.groups:
+            raise ShapeError(f"{self.filters} filters cannot be split into {self.groups} groups")
+
+
+class Conv(ConvBase):
+    kind: ClassVar[str] = "conv"
+    family: ClassVar[str] = "conv"
+    padding: Padding = Field(0, description="zero padding P: int, per-axis list, [before, after] pairs, same or valid")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "conv")
+        c_in, sizes = shape[0], shape[1:]
+        self._channels(c_in)
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride, rank, "stride")
+        dilation = per_axis(self.dilation, rank, "dilation")
+        if self.padding == "same":
+            pads = tuple(same_padding(*args) for args in zip(sizes, kernel, stride, dilation))
+        else:
+            pads = pad_pairs(self.padding, rank)
+        windows = [Window(*args) for args in zip(sizes, kernel, stride, pads, dilation)]
+        for w in windows:
+            if w.extent > w.size + sum(w.pad):
+                raise ShapeError(
+                    f"the {dims(kernel)} filter (extent {w.extent}) is larger than the "
+                    f"{dims(sizes)} input with padding {w.pad[0]}+{w.pad[1]}; the output would be empty"
+                )
+        out_sizes = ctx.resolve(windows, "filter")
+        out = (self.filters, *out_sizes)
+        check_positive(out, f"a {dims(kernel)} filter at stride {axes_text(stride)} on a {dims(sizes)} input")
+        per_output = prod(kernel) * (c_in // self.groups)  # F*F*D1 (/G) multiplies per output value
+        outputs = prod(out)
+        return Outcome(
+            shape=out,
+            weights=per_output * self.filters,
+            biases=self.filters if self.bias else 0,
+            macs=per_output * outputs,
+            bias_muls=outputs if self.bias else 0,
+            rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
+            hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation, "groups": self.groups},
+            explain=self._explain(windows, out, c_in, kernel),
+        )
+
+    def _explain(self, windows, out, c_in, kernel) -> list[str]:
+        lines = size_explanations(windows, out[1:])
+        depth = c_in // self.groups
+        plus = " + 1" if self.bias else ""
+        count = (prod(kernel) * depth + (1 if self.bias else 0)) * self.filters
+        lines.append(f"params = ({'*'.join(map(str, kernel))}*{depth}{plus})*{self.filters} = {count}")
+        return lines
+
+
+class ConvTranspose(ConvBase):
+    kind: ClassVar[str] = "conv_transpose"
+    family: ClassVar[str] = "convtranspose"
+    padding: PoolPadding = Field(0, description="padding P removed from the output: int, per-axis list or [before, after] pairs")
+    output_padding: NonNegAxes = Field(0, description="extra size added on one side of the output: " + AXES_HELP)
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "conv_transpose")
+        c_in, sizes = shape[0], shape[1:]
+        self._channels(c_in)
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride, rank, "stride")
+        dilation = per_axis(self.dilation, rank, "dilation")
+        pads = pad_pairs(self.padding, rank)
+        out_pad = per_axis(self.output_padding, rank, "output_padding")
+        for op, s, d in zip(out_pad, stride, dilation):
+            if op >= s and op >= d:
+                raise ShapeError(f"output_padding {op} must be smaller than the stride ({s}) or the dilation ({d})")
+        args = list(zip(sizes, kernel, stride, pads, dilation, out_pad))
+        out_sizes = tuple(transposed_size(*a) for a in args)
+        out = (self.filters, *out_sizes)
+        check_positive(out, "the padding removes more than the transposed convolution produces")
+        per_input = prod(kernel) * (self.filters // self.groups)  # each input value feeds F*F*K/G outputs
+        extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        return Outcome(
+            shape=out,
+            weights=prod(kernel) * c_in * (self.filters // self.groups),
+            biases=self.filters if self.bias else 0,
+            macs=per_input * prod(shape),
+            bias_muls=prod(out) if self.bias else 0,
+            rf=tuple(
+                RFStep(-(-e // s), Fraction(1, s), (p[0] - Fraction(e - 1, 2)) / s)
+                for e, s, p in zip(extents, stride, pads)
+            ),
+            hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation,
+                   "groups": self.groups, "output_padding": out_pad},
+            explain=[f"{transposed_formula(*a)} = {o}" for a, o in zip(args, out_sizes)],
+        )
+
+
+# ----------------------------------------------------------------------------- pooling
+class Pool(Leaf):
+    kernel: Axes = Field(description="window size F: " + AXES_HELP)
+    stride: Axes | None = Field(None, description="stride S (default: the kernel): " + AXES_HELP)
+    padding: PoolPadding = Field(0, description="padding: int, per-axis list or [before, after] pairs")
+    ceil_mode: bool = Field(False, description="round the output size up, as PyTorch's ceil_mode")
+    family: ClassVar[str] = "pool"
+    primary: ClassVar[str] = "kernel"
+    pad_value: ClassVar[str] = "zero"
+
+    def _dilation(self) -> Axes:
+        return 1
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, self.kind)
+        sizes = shape[1:]
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride if self.stride is not None else self.kernel, rank, "stride")
+        dilation = per_axis(self._dilation(), rank, "dilation")
+        pads = pad_pairs(self.padding, rank)
+        for k, (before, after) in zip(kernel, pads):
+            if max(before, after) > k // 2:  # PyTorch's rule
+                raise ShapeError(f"padding {max(before, after)} is more than half the kernel ({k}), which PyTorch rejects")
+        windows = [Window(*args) for args in zip(sizes, kernel, stride, pads, dilation)]
+        for w in windows:
+            if w.extent > w.size + sum(w.pad):
+                raise ShapeError(f"the {dims(kernel)} window is larger than the {dims(sizes)} input; the output would be empty")
+        out_sizes = tuple(w.ceil() for w in windows) if self.ceil_mode else ctx.resolve(windows, "window")
+        out = (shape[0], *out_sizes)
+        check_positive(out, f"a {dims(kernel)} window at stride {axes_text(stride)} on a {dims(sizes)} input")
+        return Outcome(
+            shape=out,
+            rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
+            hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation},
+            explain=size_explanations(windows, out_sizes),
+        )
+
+
+class MaxPool(Pool):
+    kind: ClassVar[str] = "maxpool"
+    dilation: Axes = Field(1, description="dilation of the window: " + AXES_HELP)
+
+    def _dilation(self):
+        return self.dilation
+
+
+class AvgPool(Pool):
+    kind: ClassVar[str] = "avgpool"
+    count_include_pad: bool = Field(True, description="whether padded zeros count in the average")
+
+
+class AdaptivePool(Leaf):
+    output: Axes = Field(description="output size: " + AXES_HELP)
+    family: ClassVar[str] = "pool"
+    primary: ClassVar[str] = "output"
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, self.kind)
+        out_sizes = per_axis(self.output, rank, "output")
+        steps = []
+        for size, out in zip(shape[1:], out_sizes):
+            widest = max(end - start for start, end in adaptive_bins(size, out))
+            steps.append(RFStep(widest, Fraction(size, out), Fraction(widest - 1, 2)))
+        return Outcome(shape=(shape[0], *out_sizes), rf=tuple(steps), hyper={"output": out_sizes})
+
+
+class AdaptiveAvgPool(AdaptivePool):
+    kind: ClassVar[str] = "adaptive_avgpool"
+
+
+class AdaptiveMaxPool(AdaptivePool):
+    kind: ClassVar[str] = "adaptive_maxpool"
+
+
+class GlobalPool(Leaf):
+    family: ClassVar[str] = "pool"
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, self.kind)
+        return Outcome(shape=(shape[0],) + (1,) * rank, rf=GLOBAL, hyper={"kernel": shape[1:]})
+
+
+class GlobalAvgPool(GlobalPool):
+    kind: ClassVar[str] = "global_avgpool"
+
+
+class GlobalMaxPool(GlobalPool):
+    kind: ClassVar[str] = "global_maxpool"
+
+
+# ----------------------------------------------------------------------------- dense and friends
+class Linear(Leaf):
+    """Fully connected. A non-flat input is flattened first, as the lecture's FC layer does."""
+
+    kind: ClassVar[str] = "linear"
+    family: ClassVar[str] = "fc"
+    primary: ClassVar[str] = "features"
+    features: PosInt = Field(description="number of output features (neurons)")
+    bias: bool = Field(True, description="whether each output has a bias")
+
+    def infer(self, shape, ctx):
+        n_in = prod(shape)
+        weights = n_in * self.features
+        plus = " + 1" if self.bias else ""
+        return Outcome(
+            shape=(self.features,),
+            weights=weights,
+            biases=self.features if self.bias else 0,
+            macs=weights,
+            bias_muls=self.features if self.bias else 0,
+            rf=GLOBAL,
+            explain=[f"params = ({n_in}{plus})*{self.features} = {weights + (self.features if self.bias else 0)}"],
+        )
+
+
+class Flatten(Leaf):
+    kind: ClassVar[str] = "flatten"
+    family: ClassVar[str] = "flatten"
+
+    def infer(self, shape, ctx):
+        return Outcome(shape=(prod(shape),))
+
+
+class BatchNorm(Leaf):
+    """gamma and beta are trainable; running mean and variance are non-trainable (as Keras counts)."""
+
+    kind: ClassVar[str] = "batchnorm"
+    family: ClassVar[str] = "bn"
+    eps: Annotated[float, Gt(0)] = Field(1e-5, description="added to the variance")
+    affine: bool = Field(True, description="whether gamma and beta are learned")
+
+    def infer(self, shape, ctx):
+        channels = shape[0]
+        learned = channels if self.affine else 0
+        return Outcome(shape=shape, weights=learned, biases=learned, buffers=2 * channels)
+
+
+class LRN(Leaf):
+    kind: ClassVar[str] = "lrn"
+    family: ClassVar[str] = "lrn"
+    primary: ClassVar[str] = "size"
+    size: PosInt = Field(description="number of neighbouring channels to normalise over")
+    alpha: float = Field(1e-4, description="scale")
+    beta: float = Field(0.75, description="exponent")
+    k: float = Field(1.0, description="additive constant")
+
+    def infer(self, shape, ctx):
+        return Outcome(shape=shape)
+
+
+class Dropout(Elementwise):
+    kind: ClassVar[str] = "dropout"
+    family: ClassVar[str] = "dropout"
+    primary: ClassVar[str] = "p"
+    p: Annotated[float, Ge(0), Lt(1)] = Field(0.5, description="probability of zeroing an element")
+
+
+class Activation(Elementwise):
+    family: ClassVar[str] = ""  # default names use the kind: relu1, tanh2
+
+
+class ReLU(Activation):
+    kind: ClassVar[str] = "relu"
+
+
+class LeakyReLU(Activation):
+    kind: ClassVar[str] = "leaky_relu"
+    primary: ClassVar[str] = "negative_slope"
+    negative_slope: float = Field(0.01, description="slope for negative inputs")
+
+
+class Sigmoid(Activation):
+    kind: ClassVar[str] = "sigmoid"
+
+
+class Tanh(Activation):
+    kind: ClassVar[str] = "tanh"
+
+
+class GELU(Activation):
+    kind: ClassVar[str] = "gelu"
+
+
+class Softmax(Activation):
+    kind: ClassVar[str] = "softmax"
+
+
+# ----------------------------------------------------------------------------- resampling
+class Upsample(Leaf):
+    kind: ClassVar[str] = "upsample"
+    family: ClassVar[str] = "upsample"
+    primary: ClassVar[str] = "scale_factor"
+    scale_factor: Scale | None = Field(None, description="multiplier per axis (output = floor(input * scale))")
+    size: Axes | None = Field(None, description="output size per axis (instead of scale_factor)")
+    mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = Field("nearest", description="interpolation")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "upsample")
+        if (self.scale_factor is None) == (self.size is None):
+            raise ShapeError("upsample needs exactly one of `scale_factor` and `size`")
+        if self.size is not None:
+            out_sizes = per_axis(self.size, rank, "size")
+            scales = [Fraction(o, i) for o, i in zip(out_sizes, shape[1:])]
+        else:
+            scales = [Fraction(s).limit_denominator(10**6) for s in per_axis(self.scale_factor, rank, "scale_factor")]
+            out_sizes = tuple(math.floor(i * s) for i, s in zip(shape[1:], scales))
+        out = (shape[0], *out_sizes)
+        check_positive(out, "the scale factor shrinks the input to nothing")
+        extent = 1 if self.mode == "nearest" else 2
+        return Outcome(shape=out, rf=tuple(RFStep(extent, 1 / s, (1 / s - 1) / 2) for s in scales),
+                       hyper={"scale": tuple(float(s) for s in scales)})
+
+
+class Unpool(Leaf):
+    """Nearest-neighbour or bed-of-nails unpooling: each value becomes a factor-sized block."""
+
+    kind: ClassVar[str] = "unpool"
+    family: ClassVar[str] = "unpool"
+    primary: ClassVar[str] = "factor"
+    factor: Axes = Field(2, description="block size per axis: " + AXES_HELP)
+    mode: Literal["nearest", "bed_of_nails"] = Field("nearest", description="fill the block, or only its corner")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "unpool")
+        factors = per_axis(self.factor, rank, "factor")
+        return Outcome(
+            shape=(shape[0], *(i * f for i, f in zip(shape[1:], factors))),
+            rf=tuple(RFStep(1, Fraction(1, f), Fraction(1 - f, 2 * f)) for f in factors),
+            hyper={"kernel": factors, "stride": factors},
+        )
+
+
+# ----------------------------------------------------------------------------- merges (DAG)
+class Merge(Leaf):
+    from_: Annotated[list[str], Len(1, None)] = Field(alias="from", description="names of the outputs to merge")
+    primary: ClassVar[str] = "from"
+
+    def merge(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Add(Merge):
+    kind: ClassVar[str] = "add"
+    family: ClassVar[str] = "add"
+
+    def merge(self, shapes):
+        return add_shapes(shapes)
+
+
+class Concat(Merge):
+    kind: ClassVar[str] = "concat"
+    family: ClassVar[str] = "concat"
+
+    def merge(self, shapes):
+        return concat_shapes(shapes)
+
+
+def add_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    if len(set(shapes)) != 1:
+        raise ShapeError("cannot add tensors of different shapes: " + " + ".join(str(list(s)) for s in shapes))
+    return shapes[0]
+
+
+def concat_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    spatial = {s[1:] for s in shapes}
+    if len(spatial) != 1:
+        raise ShapeError(
+            "cannot concatenate on channels: spatial sizes differ ("
+            + ", ".join(dims(s[1:]) or "flat" for s in shapes) + ")"
+        )
+    return (sum(s[0] for s in shapes), *shapes[0][1:])
+
+
+# ----------------------------------------------------------------------------- composites
+class Composite(Layer):
+    """Structure only; the engine walks the children."""
+
+    @property
+    def is_composite(self) -> bool:
+        return True
+
+
+class Repeat(Composite):
+    kind: ClassVar[str] = "repeat"
+    family: ClassVar[str] = "repeat"
+    times: PosInt = Field(description="how many times to repeat the layers")
+    layers: list[Any] = Field(description="the layers to repeat")
+    start: NonNegInt = Field(0, description="number of the first repetition in names (R.start.*)")
+
+
+class Residual(Composite):
+    kind: ClassVar[str] = "residual"
+    family: ClassVar[str] = "residual"
+    layers: list[Any] = Field(description="the main path F(x)")
+    shortcut: list[Any] = Field(default_factory=list, description="the shortcut path; empty = identity")
+
+
+class Branches(Composite):
+    kind: ClassVar[str] = "branches"
+    family: ClassVar[str] = "branches"
+    primary: ClassVar[str] = "paths"
+    paths: Annotated[list[list[Any]], Len(1, None)] = Field(description="parallel paths, concatenated on channels")
+
+
+class DepthwiseSeparable(Composite):
+    """Sugar: a depthwise conv (groups = input channels) then a 1x1 pointwise conv."""
+
+    kind: ClassVar[str] = "depthwise_separable"
+    family: ClassVar[str] = "dwsep"
+    primary: ClassVar[str] = "filters"
+    filters: PosInt = Field(description="output channels of the pointwise conv")
+    kernel: Axes = Field(3, description="depthwise kernel: " + AXES_HELP)
+    stride: Axes = Field(1, description="depthwise stride: " + AXES_HELP)
+    padding: Padding = Field("same", description="depthwise padding")
+    dilation: Axes = Field(1, description="depthwise dilation: " + AXES_HELP)
+    multiplier: PosInt = Field(1, description="depthwise filters per input channel")
+    bias: bool = Field(True, description="whether both convs have biases")
+
+    def expand(self, channels: int) -> list[Conv]:
+        depthwise = Conv(name="depthwise", filters=channels * self.multiplier, kernel=self.kernel, stride=self.stride,
+                         padding=self.padding, dilation=self.dilation, groups=channels, bias=self.bias)
+        pointwise = Conv(name="pointwise", filters=self.filters, kernel=1, bias=self.bias)
+        return [depthwise, pointwise]
+
+
+LAYER_CLASSES: tuple[type[Layer], ...] = (
+    Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, GlobalAvgPool, GlobalMaxPool,
+    Linear, Flatten, BatchNorm, LRN, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax,
+    Upsample, Unpool, Add, Concat, Repeat, Residual, Branches, DepthwiseSeparable,
+)
+KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_CLASSES}

@@ -1,0 +1,103 @@
+"""Compact notations: one-line layers (`conv 64 k3 s1 p1`), VGG paper notation (`conv3-64`,
+`maxpool`, `FC-4096`) and volume strings (`32x32x3`)."""
+from __future__ import annotations
+
+import re
+
+from ..errors import SpecError
+
+# token prefix in the one-line form -> argument key
+TOKEN_KEYS = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation", "g": "groups", "op": "output_padding",
+              "f": "filters", "o": "output"}
+ALIASES = {
+    "pool": "maxpool", "max_pool": "maxpool", "avg_pool": "avgpool", "fc": "linear", "dense": "linear",
+    "deconv": "conv_transpose", "convtranspose": "conv_transpose", "conv_t": "conv_transpose",
+    "upconv": "conv_transpose", "bn": "batchnorm", "batch_norm": "batchnorm", "soft-max": "softmax",
+    "leakyrelu": "leaky_relu", "gap": "global_avgpool", "dwsep": "depthwise_separable",
+}
+VGG_CONV = re.compile(r"^conv(\d+)-(\d+)$", re.IGNORECASE)
+VGG_FC = re.compile(r"^fc-(\d+)$", re.IGNORECASE)
+VOLUME = re.compile(r"^\s*\d+(\s*[x×*,]\s*\d+)*\s*$")
+
+
+def canonical_kind(word: str) -> str:
+    word = word.strip()
+    return ALIASES.get(word.lower(), word.lower() if word.lower() in ALIASES.values() else word)
+
+
+def parse_vgg(text: str) -> tuple[str, dict] | None:
+    """VGG paper notation: conv3-64 = 3x3 conv, 64 filters, size-keeping padding; maxpool = 2x2/2."""
+    if match := VGG_CONV.match(text):
+        kernel, filters = int(match[1]), int(match[2])
+        return "conv", {"filters": filters, "kernel": kernel, "padding": (kernel - 1) // 2}
+    if match := VGG_FC.match(text):
+        return "linear", {"features": int(match[1])}
+    if text.lower() == "maxpool":
+        return "maxpool", {"kernel": 2, "stride": 2}
+    if text.upper() == "LRN":
+        return "lrn", {"size": 5}
+    return None
+
+
+def parse_one_line(text: str, primary: str | None) -> tuple[str, dict]:
+    """`conv 64 k3 s1 p1`, `maxpool k3 s2`, `linear 10`, `conv filters=64 kernel=3x3 padding=same`."""
+    kind, *tokens = text.split()
+    kind = canonical_kind(kind)
+    args: dict = {}
+    for token in tokens:
+        key, value = _split_token(token, primary, text)
+        if key in args:
+            raise SpecError(f"`{text}` sets `{key}` twice")
+        args[key] = value
+    return kind, args
+
+
+def _split_token(token: str, primary: str | None, text: str) -> tuple[str, object]:
+    if "=" in token:
+        key, _, raw = token.partition("=")
+        return key, _value(raw, text)
+    if re.fullmatch(r"\d+(x\d+)*", token):
+        if primary is None:
+            raise SpecError(f"`{text}`: this kind takes no bare number; write key=value")
+        return primary, _value(token, text)
+    if token.lower() in ("nobias", "bias=false"):
+        return "bias", False
+    if token.lower() in ("ceil", "ceil_mode"):
+        return "ceil_mode", True
+    match = re.fullmatch(r"(op|[a-z])(\d+(?:x\d+)*|same|valid)", token, re.IGNORECASE)
+    if match and match[1].lower() in TOKEN_KEYS:
+        return TOKEN_KEYS[match[1].lower()], _value(match[2], text)
+    raise SpecError(f"`{text}`: cannot read `{token}` (expected e.g. k3, s2, p1, d2, g4, op1, nobias or key=value)")
+
+
+def _value(raw: str, text: str):
+    if raw.lower() in ("same", "valid"):
+        return raw.lower()
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    parts = raw.lower().split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def parse_volume(text: str, layout: str) -> list[int]:
+    """`32x32x3` (hwc) or `3x32x32` (chw) -> [C, *spatial]."""
+    if not VOLUME.match(text):
+        raise SpecError(f"cannot read the volume {text!r}; write it like 32x32x3 or [3, 32, 32]")
+    sizes = [int(p) for p in re.split(r"\s*[x×*,]\s*", text.strip())]
+    return from_layout(sizes, layout)
+
+
+def from_layout(sizes: list[int], layout: str) -> list[int]:
+    return [sizes[-1], *sizes[:-1]] if layout == "hwc" and len(sizes) > 1 else list(sizes)
+
+
+def to_layout(shape, layout: str) -> list[int]:
+    shape = list(shape)
+    return [*shape[1:], shape[0]] if layout == "hwc" and len(shape) > 1 else shape
