@@ -92,9 +92,9 @@ class Engine:
                 x = self.lookup(layer.from_, scope)
             walk = COMPOSITE_WALKS.get(type(layer))
             out = walk(self, layer, x, scope, name) if walk else self.leaf(layer, x, scope, name)
+            self.remember(name, out)
         except CnnCalcError as exc:
             raise exc.located(**self.where(layer, name)) from None
-        self.remember(name, out)
         return out
 
     def leaf(self, layer: Leaf, x: Tensor, scope: Scope, name: str) -> Tensor:

@@ -211,7 +211,8 @@ class _Builder:
         try:
             return cls.model_validate(args)
         except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
+            errors = exc.errors(include_url=False)
+            error = min(errors, key=lambda e: e["type"] != "extra_forbidden")  # a typo explains a "missing"
             key = str(error["loc"][0]) if error["loc"] else None
             where = arg_paths.get(key, path) if key else path
             raise self.fail(_validation_message(cls, error, args), where) from None

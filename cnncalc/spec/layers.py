@@ -289,7 +289,7 @@ class Pool(Leaf):
                 raise ShapeError(f"padding {max(before, after)} is more than half the kernel ({k}), which PyTorch rejects")
         windows = [Window(*args) for args in zip(sizes, kernel, stride, pads, dilation)]
         for w in windows:
-            if w.extent > w.size + sum(w.pad):
+            if w.extent > w.size + sum(w.pad) and not self.ceil_mode:  # ceil_mode can still fit one window
                 raise ShapeError(f"the {dims(kernel)} window is larger than the {dims(sizes)} input; the output would be empty")
         out_sizes = tuple(w.ceil() for w in windows) if self.ceil_mode else ctx.resolve(windows, "window")
         out = (shape[0], *out_sizes)
@@ -577,16 +577,29 @@ class DepthwiseSeparable(Composite):
     filters: PosInt = Field(description="output channels of the pointwise conv")
     kernel: Axes = Field(3, description="depthwise kernel: " + AXES_HELP)
     stride: Axes = Field(1, description="depthwise stride: " + AXES_HELP)
-    padding: Padding = Field("same", description="depthwise padding")
+    padding: Padding | None = Field(None, description="depthwise padding; default (F-1)/2*D per axis, as PyTorch nets write it")
     dilation: Axes = Field(1, description="depthwise dilation: " + AXES_HELP)
     multiplier: PosInt = Field(1, description="depthwise filters per input channel")
     bias: bool = Field(True, description="whether both convs have biases")
 
     def expand(self, channels: int) -> list[Conv]:
+        padding = self.padding
+        if padding is None:
+            kernels, dilations = _as_list(self.kernel), _as_list(self.dilation)
+            if len(kernels) != len(dilations) and 1 not in (len(kernels), len(dilations)):
+                raise ShapeError("`kernel` and `dilation` have different numbers of axes")
+            width = max(len(kernels), len(dilations))
+            kernels, dilations = kernels * (width // len(kernels)), dilations * (width // len(dilations))
+            padding = [(k - 1) // 2 * d for k, d in zip(kernels, dilations)]
+            padding = padding[0] if len(set(padding)) == 1 else padding
         depthwise = Conv(name="depthwise", filters=channels * self.multiplier, kernel=self.kernel, stride=self.stride,
-                         padding=self.padding, dilation=self.dilation, groups=channels, bias=self.bias)
+                         padding=padding, dilation=self.dilation, groups=channels, bias=self.bias)
         pointwise = Conv(name="pointwise", filters=self.filters, kernel=1, bias=self.bias)
         return [depthwise, pointwise]
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
 
 
 LAYER_CLASSES: tuple[type[Layer], ...] = (

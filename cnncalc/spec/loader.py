@@ -8,6 +8,7 @@ with PyYAML's safe composer: no object tags, and alias expansion is bounded (no
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,13 @@ class _NodeReader:
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
         active = active + (id(node),) if len(active) < MAX_DEPTH else active
+        if node.tag not in ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"):
+            raise SpecError(f"uses the YAML tag {node.tag!r}, which cnncalc does not accept", self.source.locate(path))
         if isinstance(node, yaml.SequenceNode):
             items = [None] * len(node.value)
             for index in range(len(node.value) - 1, -1, -1):
                 stack.append((node.value[index], path + (index,), items, index, active))
             return items
-        if node.tag not in ("tag:yaml.org,2002:map",):
-            raise SpecError(f"uses the YAML tag {node.tag!r}, which cnncalc does not accept", self.source.locate(path))
         mapping: dict = {}
         pending = []
         for key_node, value_node in node.value:
@@ -206,6 +207,9 @@ def _load_toml(text: str, file: str | None) -> tuple[Any, SourceMap]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
+        if line is None:  # Python < 3.14 keeps the position only in the message
+            found = re.search(r"at line (\d+)", str(exc))
+            line = int(found[1]) if found else text.count("\n") + 1
         raise SpecError(f"is not valid TOML: {exc}", Location(file, line)) from None
     except RecursionError:
         raise SpecError(f"is nested more than {MAX_DEPTH} levels deep", Location(file)) from None
