@@ -141,3 +141,8 @@ def main(argv=None) -> None:
                    "(CNNCALC_DEBUG=1 shows the traceback)", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+# ---------------------------------------------------------------------- more commands
+# Each family lives in cnncalc/commands/<name>.py (importing only click at module level) and
+# is registered here, one line each.

@@ -1,0 +1,1 @@
+"""Click commands beyond `table`, one module per command family; cli.py registers them."""
