@@ -1,0 +1,249 @@
+"""The model zoo (specs/*.yaml) against published figures and hand-written torch references.
+
+Tests marked by a ``ref`` fixture need torch and skip without it; the rest need only cnncalc.
+The torch models (tests/zoo_reference.py) are measured on the meta device: real shapes for
+FlopCounterMode and the hooks, no weights or arithmetic, so the whole file takes seconds.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+import cnncalc
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+# Exact trainable params (torch's parameters() count) of every zoo spec. Published figures
+# (torchvision / Keras / Caffe / lecture) where there is one; the others are hand sums of the
+# layer list that tests/zoo_reference.py's torch models confirm.
+EXPECTED_TRAINABLE = {
+    "lenet5": 61_706,                  # lecture table
+    "lenet5_original": 61_740,         # 156 + 12 + 2,416 (C3 fully connected) + 32 + 48,120 + 10,164 + 840
+    "alexnet": 62_378_344,             # one tower (Caffe's two-group net: 60,965,224)
+    "alexnet_torchvision": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg11_lrn": 132_863_336,          # A-LRN: LRN has no params
+    "vgg13": 133_047_848,
+    "vgg16_c": 133_638_952,            # D minus 8 weights per 3x3 -> 1x1 in conv3_3, conv4_3, conv5_3
+    "vgg16": 138_357_544,
+    "vgg16_bn": 138_365_992,
+    "vgg19": 143_667_240,
+    "googlenet": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "mobilenet_v1": 4_231_976,
+    "mobilenet_v2": 3_504_872,
+    "unet": 31_030_658,
+    "dcgan_generator": 3_576_704,
+    "audio_cnn_1d": 559_114,
+    "c3d": 79_991_015,
+}
+
+# Specs whose every size is whole: they must also analyze under the lecture's strict rounding.
+EXACT_FIT = ["lenet5", "lenet5_original", "alexnet", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16",
+             "vgg16_bn", "vgg19", "unet", "dcgan_generator"]
+
+# (spec, layer name, output shape [C, *spatial])
+SHAPES = [
+    ("lenet5", "C1", [6, 28, 28]), ("lenet5", "S2", [6, 14, 14]), ("lenet5", "C3", [16, 10, 10]),
+    ("lenet5", "S4", [16, 5, 5]), ("lenet5", "C5", [120, 1, 1]), ("lenet5", "F6", [84]),
+    ("lenet5", "OUTPUT", [10]),
+    ("lenet5_original", "S2", [6, 14, 14]), ("lenet5_original", "S4", [16, 5, 5]),
+    ("lenet5_original", "OUTPUT", [10]),
+    ("alexnet", "conv1", [96, 55, 55]), ("alexnet", "pool1", [96, 27, 27]), ("alexnet", "conv2", [256, 27, 27]),
+    ("alexnet", "pool2", [256, 13, 13]), ("alexnet", "conv5", [256, 13, 13]), ("alexnet", "pool5", [256, 6, 6]),
+    ("alexnet", "fc6", [4096]), ("alexnet", "fc8", [1000]),
+    ("alexnet_torchvision", "conv1", [64, 55, 55]), ("alexnet_torchvision", "pool5", [256, 6, 6]),
+    ("alexnet_torchvision", "avgpool", [256, 6, 6]), ("alexnet_torchvision", "fc8", [1000]),
+    ("vgg16", "conv1_1", [64, 224, 224]), ("vgg16", "pool1", [64, 112, 112]), ("vgg16", "pool3", [256, 28, 28]),
+    ("vgg16", "conv5_3", [512, 14, 14]), ("vgg16", "pool5", [512, 7, 7]), ("vgg16", "fc6", [4096]),
+    ("vgg16", "fc8", [1000]),
+    ("vgg11", "pool5", [512, 7, 7]), ("vgg13", "pool5", [512, 7, 7]), ("vgg19", "conv5_4", [512, 14, 14]),
+    ("vgg19", "pool5", [512, 7, 7]), ("vgg16_bn", "bn5_3", [512, 14, 14]), ("vgg16_bn", "pool5", [512, 7, 7]),
+    ("vgg16_c", "conv3_3", [256, 56, 56]), ("vgg16_c", "pool5", [512, 7, 7]),
+    # vgg11_lrn is in paper notation without names: cnncalc's default names
+    ("vgg11_lrn", "lrn1", [64, 224, 224]), ("vgg11_lrn", "conv8", [512, 14, 14]),
+    ("vgg11_lrn", "pool5", [512, 7, 7]), ("vgg11_lrn", "fc3", [1000]),
+    ("googlenet", "conv1.conv", [64, 112, 112]), ("googlenet", "maxpool1", [64, 56, 56]),
+    ("googlenet", "maxpool2", [192, 28, 28]), ("googlenet", "inception_3a", [256, 28, 28]),
+    ("googlenet", "inception_3a.branch3.1.conv", [32, 28, 28]), ("googlenet", "inception_3b", [480, 28, 28]),
+    ("googlenet", "maxpool3", [480, 14, 14]), ("googlenet", "inception_4a", [512, 14, 14]),
+    ("googlenet", "inception_4e", [832, 14, 14]), ("googlenet", "maxpool4", [832, 7, 7]),
+    ("googlenet", "inception_5b", [1024, 7, 7]), ("googlenet", "fc", [1000]),
+    ("resnet18", "layer1.1", [64, 56, 56]), ("resnet18", "layer2.0.downsample.0", [128, 28, 28]),
+    ("resnet18", "layer4.1", [512, 7, 7]),
+    ("resnet34", "layer3.5", [256, 14, 14]),
+    ("resnet50", "conv1", [64, 112, 112]), ("resnet50", "maxpool", [64, 56, 56]),
+    ("resnet50", "layer1.0.downsample.0", [256, 56, 56]), ("resnet50", "layer1.2", [256, 56, 56]),
+    ("resnet50", "layer2.0.conv2", [128, 28, 28]), ("resnet50", "layer3.1.conv2", [256, 14, 14]),
+    ("resnet50", "layer3.5", [1024, 14, 14]), ("resnet50", "layer4.2", [2048, 7, 7]),
+    ("resnet50", "avgpool", [2048, 1, 1]), ("resnet50", "fc", [1000]),
+    ("resnet101", "layer3.22", [1024, 14, 14]),
+    ("resnet152", "layer2.7", [512, 28, 28]), ("resnet152", "layer3.35", [1024, 14, 14]),
+    ("mobilenet_v1", "conv1", [32, 112, 112]), ("mobilenet_v1", "conv_dw_2", [64, 56, 56]),
+    ("mobilenet_v1", "conv_pw_13", [1024, 7, 7]), ("mobilenet_v1", "avgpool", [1024, 1, 1]),
+    ("mobilenet_v2", "features.1.project", [16, 112, 112]), ("mobilenet_v2", "features.3", [24, 56, 56]),
+    ("mobilenet_v2", "features.10", [64, 14, 14]), ("mobilenet_v2", "features.17.project", [320, 7, 7]),
+    ("mobilenet_v2", "features.18.conv", [1280, 7, 7]), ("mobilenet_v2", "classifier", [1000]),
+    ("unet", "down1.relu2", [64, 512, 512]), ("unet", "down5.relu2", [1024, 32, 32]),
+    ("unet", "up4", [512, 64, 64]), ("unet", "cat4", [1024, 64, 64]), ("unet", "cat1", [128, 512, 512]),
+    ("unet", "out", [2, 512, 512]),
+    ("dcgan_generator", "convt1", [512, 4, 4]), ("dcgan_generator", "convt2", [256, 8, 8]),
+    ("dcgan_generator", "convt5", [3, 64, 64]),
+    ("audio_cnn_1d", "conv1", [128, 8000]), ("audio_cnn_1d", "pool1", [128, 2000]),
+    ("audio_cnn_1d", "pool3", [256, 125]), ("audio_cnn_1d", "pool4", [512, 31]),
+    ("audio_cnn_1d", "avgpool", [512, 1]), ("audio_cnn_1d", "fc", [10]),
+    ("c3d", "conv1a", [64, 16, 112, 112]), ("c3d", "pool1", [64, 16, 56, 56]), ("c3d", "pool2", [128, 8, 28, 28]),
+    ("c3d", "pool4", [512, 2, 7, 7]), ("c3d", "pool5", [512, 1, 4, 4]), ("c3d", "fc6", [4096]),
+    ("c3d", "fc8", [487]),
+]
+
+ZOO = sorted(EXPECTED_TRAINABLE)
+ELEMENTWISE = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "dropout"}
+WITH_PARAMS = {"conv", "conv_transpose", "linear", "batchnorm"}
+# Specs written without torch-style names (so rows cannot be paired with torch modules by name).
+UNNAMED = {"vgg11_lrn"}
+
+
+@functools.lru_cache(maxsize=None)
+def report(stem: str, rounding: str = "floor") -> dict:
+    return cnncalc.analyze(cnncalc.load_spec(SPECS / f"{stem}.yaml"), rounding=rounding).to_dict()
+
+
+def rows_by_name(stem: str) -> dict:
+    return {row["name"]: row for row in report(stem)["layers"]}
+
+
+@pytest.fixture(scope="module")
+def ref():
+    """tests/zoo_reference.py, which needs torch."""
+    pytest.importorskip("torch")
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module("zoo_reference")
+
+
+# --------------------------------------------------------------------------- cnncalc only
+def test_zoo_has_exactly_the_expected_specs():
+    """A new zoo spec needs an entry in EXPECTED_TRAINABLE (and a torch reference)."""
+    assert sorted(p.stem for p in SPECS.glob("*.yaml")) == ZOO
+
+
+@pytest.mark.parametrize("stem", ZOO)
+def test_spec_header(stem):
+    text = (SPECS / f"{stem}.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# Source: "), "every zoo spec starts with a `# Source:` comment"
+    spec = cnncalc.load_spec(SPECS / f"{stem}.yaml")
+    assert spec.name and spec.description
+
+
+@pytest.mark.parametrize("stem", ZOO)
+def test_trainable_params_exact(stem):
+    totals = report(stem)["totals"]
+    assert totals["trainable_params"] == EXPECTED_TRAINABLE[stem]
+    assert totals["params"] == totals["trainable_params"] + totals["non_trainable_params"]
+    assert sum(row["params"] for row in report(stem)["layers"]) == totals["params"]
+
+
+@pytest.mark.parametrize("stem,name,shape", SHAPES, ids=[f"{s}:{n}" for s, n, _ in SHAPES])
+def test_layer_output_shape(stem, name, shape):
+    rows = rows_by_name(stem)
+    assert name in rows, f"{stem} has no layer named {name!r}"
+    assert rows[name]["output_shape"] == shape
+
+
+@pytest.mark.parametrize("stem", EXACT_FIT)
+def test_exact_fit_under_strict_rounding(stem):
+    assert report(stem)["warnings"] == []
+    assert report(stem, "strict")["totals"] == report(stem)["totals"]
+
+
+def test_zoo_names_resolve():
+    """`cnncalc.load_spec("vgg16")` finds the zoo file by its name."""
+    assert cnncalc.analyze(cnncalc.load_spec("vgg16")).to_dict()["totals"]["trainable_params"] == 138_357_544
+
+
+# --------------------------------------------------------------------------- against torch
+@pytest.mark.parametrize("stem", ZOO)
+def test_params_vs_torch(ref, stem):
+    m = ref.measure(stem)
+    totals = report(stem)["totals"]
+    assert totals["trainable_params"] == m.trainable_params
+    assert totals["params"] == m.params  # + batch-norm running mean / var
+
+
+@pytest.mark.parametrize("stem", ZOO)
+def test_macs_vs_torch(ref, stem):
+    assert report(stem)["totals"]["macs"] == ref.measure(stem).macs
+
+
+@pytest.mark.parametrize("stem", ZOO)
+def test_input_and_output_vs_torch(ref, stem):
+    r = report(stem)
+    assert tuple(r["input_shape"]) == ref.REFERENCES[stem].input_shape
+    assert r["layers"][-1]["output_shape"] == ref.measure(stem).output_shape
+
+
+@pytest.mark.parametrize("stem", ZOO)
+def test_named_layers_vs_torch(ref, stem):
+    """Every spec row named like a torch module has its output shape; every layer with
+    parameters has a torch namesake with the same count (running stats included)."""
+    m = ref.measure(stem)
+    compared = 0
+    for row in report(stem)["layers"]:
+        name = row["name"]
+        if row["kind"] in WITH_PARAMS and stem not in UNNAMED:
+            assert name in m.module_params, f"{stem}: no torch module named {name!r}"
+            assert row["params"] == m.module_params[name], name
+        if name in m.shapes and row["kind"] not in ELEMENTWISE:
+            assert row["output_shape"] == m.shapes[name], name
+            compared += 1
+    assert compared >= 5
+
+
+def test_references_match_published_counts(ref):
+    for key, reference in ref.REFERENCES.items():
+        if reference.published is not None:
+            assert ref.measure(key).trainable_params == reference.published, key
+
+
+def test_unet_original_differs_only_in_macs(ref):
+    """The paper's valid-conv U-Net (not expressible: no crop layer) has the same params."""
+    original, padded = ref.measure("unet_original"), ref.measure("unet")
+    assert original.output_shape == [2, 388, 388]
+    assert original.trainable_params == padded.trainable_params == 31_030_658
+
+
+def test_vgg16_activation_count(ref):
+    """Outputs of VGG-16's conv, pool and fc layers (ReLU in place), batch 1 at 224x224; the
+    CS231n walk-through's 15,237,608 also counts the 150,528 input values."""
+    assert ref.vgg_activation_count("D") == 15_087_080
+    assert ref.vgg_activation_count("D", include_input=True) == 15_237_608
+
+
+REAL_FORWARD = [("lenet5", (1, 32, 32)), ("dcgan_generator", (100, 1, 1)), ("googlenet", (3, 64, 64)),
+                ("resnet18", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64))]
+
+
+@pytest.mark.parametrize("key,shape", REAL_FORWARD, ids=[key for key, _ in REAL_FORWARD])
+def test_meta_device_counts_like_a_real_forward(ref, key, shape):
+    """The references run on the meta device; a real CPU forward counts the same FLOPs."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for device in ("meta", "cpu"):
+        with torch.device(device):
+            model = ref.REFERENCES[key].build().eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *shape, device=device))
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
