@@ -95,9 +95,9 @@ def emit_report(report, fmt: str, columns, error: CnnCalcError | None = None) ->
     from .render import text
 
     if fmt == "table":
-        from .render.table import render_table
+        from .render.table import print_table
 
-        console().print(render_table(report, columns))
+        print_table(report, columns, console())
         return
     if fmt == "json":
         import json

@@ -5,7 +5,6 @@ output shape, parameter and multiplication counts, and how it moves the receptiv
 Composite layers (repeat, residual, branches, depthwise_separable) only describe structure;
 the engine walks them. Adding a layer kind = one class here (registered by its ``kind``).
 """
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
