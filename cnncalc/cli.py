@@ -71,8 +71,11 @@ def cli():
 @click.option("--rounding", type=click.Choice(["floor", "ceil", "strict"]), default="floor", show_default=True,
               help="What a size that is not whole means: floor/ceil warn (PyTorch), strict is an error.")
 @click.option("--columns", callback=split_columns, help="Comma-separated columns, e.g. name,output,params.")
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="Fold layers nested deeper than this into their composite's row (0 = one row per top-level entry).")
+@click.option("--explain", is_flag=True, help="After the table, every formula with the numbers plugged in.")
 @analysis_options
-def table(spec, fmt, rounding, columns, batch, dtype, optimizer, layout):
+def table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
     from .api import analyze, load_spec
     from .engine import PartialAnalysis
@@ -86,7 +89,15 @@ def table(spec, fmt, rounding, columns, batch, dtype, optimizer, layout):
         report, error = exc.report, exc
     except CnnCalcError as exc:
         fail(exc)
+    if depth is not None:
+        from .report import fold_to_depth
+
+        report = fold_to_depth(report, depth)
     emit_report(report, fmt, columns, error)
+    if explain and fmt == "table":
+        from .render.explain import explanation_text
+
+        click.echo("\n" + explanation_text(report), nl=False)
     if error:
         fail(error)
 
@@ -146,3 +157,6 @@ def main(argv=None) -> None:
 # ---------------------------------------------------------------------- more commands
 # Each family lives in cnncalc/commands/<name>.py (importing only click at module level) and
 # is registered here, one line each.
+from .commands.layer import explain as _explain_command, layer as _layer_command  # noqa: E402
+cli.add_command(_layer_command)
+cli.add_command(_explain_command)

@@ -39,11 +39,15 @@ class Scope:
     """Names inside a composite get its name as prefix; default names count per scope."""
 
     prefix: str = ""
-    depth: int = 0
+    chain: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites
     counters: dict[str, int] = field(default_factory=dict)
 
-    def child(self, name: str) -> "Scope":
-        return Scope(prefix=f"{name}.", depth=self.depth + 1)
+    @property
+    def depth(self) -> int:
+        return len(self.chain)
+
+    def child(self, name: str, kind: str) -> "Scope":
+        return Scope(prefix=f"{name}.", chain=self.chain + ((name, kind),))
 
     def default_name(self, family: str) -> str:
         self.counters[family] = self.counters.get(family, 0) + 1
@@ -126,6 +130,7 @@ class Engine:
             name=name,
             kind=kind or layer.kind,
             depth=scope.depth,
+            scope=scope.chain,
             input_shape=x.shape,
             output_shape=shape,
             weights=outcome.weights,
@@ -237,23 +242,24 @@ def walk_repeat(engine: Engine, layer: Repeat, x: Tensor, scope: Scope, name: st
         if single_composite:  # `repeat: {name: layer3, layers: [residual: ...]}` -> layer3.1, layer3.2
             x = engine.step(body[0], x, scope, name=f"{name}.{i}")
         else:
-            x = engine.sequence(body, x, scope.child(f"{name}.{i}"))
+            x = engine.sequence(body, x, scope.child(f"{name}.{i}", layer.kind))
     return x
 
 
 def walk_residual(engine: Engine, layer: Residual, x: Tensor, scope: Scope, name: str) -> Tensor:
-    inner = scope.child(name)
+    inner = scope.child(name, layer.kind)
     engine.pin(x)
     main = engine.sequence(layer.layers, x, inner)
     engine.pin(main)
     shortcut = engine.sequence(layer.shortcut, x, inner) if layer.shortcut else x
     engine.unpin(x, main)
     engine._layer, engine._name = layer, name
-    return engine.merge(layer, [main, shortcut], add_shapes([main.shape, shortcut.shape]), scope, name)
+    merged = engine.merge(layer, [main, shortcut], add_shapes([main.shape, shortcut.shape]), scope, name)
+    return engine.sequence(layer.after, merged, inner)
 
 
 def walk_branches(engine: Engine, layer: Branches, x: Tensor, scope: Scope, name: str) -> Tensor:
-    inner = scope.child(name)
+    inner = scope.child(name, layer.kind)
     engine.pin(x)
     outputs = []
     for path in layer.paths:
@@ -267,7 +273,7 @@ def walk_branches(engine: Engine, layer: Branches, x: Tensor, scope: Scope, name
 
 def walk_depthwise_separable(engine: Engine, layer: DepthwiseSeparable, x: Tensor, scope: Scope,
                              name: str) -> Tensor:
-    inner = scope.child(name)
+    inner = scope.child(name, layer.kind)
     for conv in layer.expand(x.shape[0]):
         conv._path = layer._path
         x = engine.step(conv, x, inner)
@@ -294,7 +300,7 @@ def _referenced_names(layers: list[Layer]) -> set[str]:
         refs = layer.from_
         if refs:
             names.update([refs] if isinstance(refs, str) else refs)
-        for key in ("layers", "shortcut"):
+        for key in ("layers", "shortcut", "after"):
             stack.extend(getattr(layer, key, None) or [])
         for path in getattr(layer, "paths", None) or []:
             stack.extend(path)

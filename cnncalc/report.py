@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -65,6 +65,7 @@ class LayerRow:
     hyper: dict[str, Any] = field(default_factory=dict)
     explain: list[str] = field(default_factory=list)
     line: int | None = None
+    scope: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites, outermost first
 
     @property
     def trainable_params(self) -> int:
@@ -106,6 +107,43 @@ def _jsonable(value):
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def fold_to_depth(report: "Report", depth: int) -> "Report":
+    """One row per composite at ``depth``: its layers' counts summed, its last output shown
+    (torchinfo's depth). Totals and warnings are unchanged."""
+    rows: list[LayerRow] = []
+    open_group: str | None = None  # name of the composite whose row is being filled
+    for row in report.layers:
+        if len(row.scope) > depth:
+            name, kind = row.scope[depth]
+            if open_group != name:
+                rows.append(_renumbered(row, len(rows), name=name, kind=kind, depth=depth, empty=True))
+                open_group = name
+            rows[-1] = _absorb(rows[-1], row)
+        elif open_group == row.name:  # the composite's own merge row (add / concat)
+            rows[-1] = _absorb(rows[-1], row)
+        else:
+            rows.append(_renumbered(row, len(rows)))
+            open_group = None
+    return replace(report, layers=rows)
+
+
+def _renumbered(row: LayerRow, index: int, empty: bool = False, **changes) -> LayerRow:
+    if empty:
+        changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, activations=0, activation_bytes=0,
+                       hyper={}, explain=[], scope=row.scope[: changes["depth"]])
+    return replace(row, index=index, **changes)
+
+
+def _absorb(group: LayerRow, row: LayerRow) -> LayerRow:
+    """A composite's row takes in one more of its layers; a merge row of the same name just closes it."""
+    return replace(
+        group, output_shape=row.output_shape, receptive_field=row.receptive_field,
+        weights=group.weights + row.weights, biases=group.biases + row.biases, buffers=group.buffers + row.buffers,
+        macs=group.macs + row.macs, bias_muls=group.bias_muls + row.bias_muls,
+        activations=group.activations + row.activations, activation_bytes=group.activation_bytes + row.activation_bytes,
+    )
 
 
 @dataclass

@@ -196,7 +196,7 @@ class _Builder:
 
     def children(self, cls: type[Composite], args: dict, arg_paths: dict, depth: int) -> dict:
         args = dict(args)
-        for key in ("layers", "shortcut"):
+        for key in ("layers", "shortcut", "after"):
             if key in args:
                 args[key] = self.layer_list(args[key], arg_paths[key], depth + 1)
         if "paths" in args:

@@ -15,6 +15,7 @@ from annotated_types import Ge, Gt, Le, Len, Lt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 
 from ..errors import ShapeError
+from ..explain import axis_names, conv_lines, linear_lines, size_lines, transposed_lines
 from ..formulas import Window, adaptive_bins, prod, same_padding, transposed_formula, transposed_size
 
 # ----------------------------------------------------------------------------- field types
@@ -104,20 +105,6 @@ def axes_text(values) -> str:
 
 def dims(values) -> str:
     return "x".join(map(str, values))
-
-
-AXIS_LETTERS = {1: "L", 2: "HW", 3: "DHW"}
-
-
-def size_explanations(windows: list[Window], out_sizes) -> list[str]:
-    """`W2 = (32 - 5 + 2*2)/1 + 1 = 32`, one line per distinct axis (`H2 = W2` when equal)."""
-    letters = AXIS_LETTERS.get(len(windows), "X" * len(windows))
-    lines: dict[tuple, list[str]] = {}
-    for letter, w, out in zip(letters, windows, out_sizes):
-        exact = w.exact()
-        value = str(exact) if exact.denominator == 1 else f"{float(exact):.2f} -> {out}"
-        lines.setdefault((w.formula(), value), []).append(f"{letter}2")
-    return [f"{' = '.join(names)} = {formula} = {value}" for (formula, value), names in lines.items()]
 
 
 def check_positive(shape: tuple[int, ...], what: str) -> None:
@@ -211,17 +198,9 @@ class Conv(ConvBase):
             bias_muls=outputs if self.bias else 0,
             rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation, "groups": self.groups},
-            explain=self._explain(windows, out, c_in, kernel),
+            explain=size_lines(windows, out_sizes)
+            + conv_lines(kernel, c_in // self.groups, self.groups, self.filters, self.bias, out_sizes),
         )
-
-    def _explain(self, windows, out, c_in, kernel) -> list[str]:
-        lines = size_explanations(windows, out[1:])
-        depth = c_in // self.groups
-        plus = " + 1" if self.bias else ""
-        count = (prod(kernel) * depth + (1 if self.bias else 0)) * self.filters
-        lines.append(f"params = ({'*'.join(map(str, kernel))}*{depth}{plus})*{self.filters} = {count}")
-        return lines
-
 
 class ConvTranspose(ConvBase):
     kind: ClassVar[str] = "conv_transpose"
@@ -259,7 +238,9 @@ class ConvTranspose(ConvBase):
             ),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation,
                    "groups": self.groups, "output_padding": out_pad},
-            explain=[f"{transposed_formula(*a)} = {o}" for a, o in zip(args, out_sizes)],
+            explain=[f"{axis}2 = ({axis}1 - 1)*S - 2P + D*(F - 1) + OP + 1 = {transposed_formula(*a)} = {o}"
+                     for axis, a, o in zip(axis_names(rank), args, out_sizes)]
+            + transposed_lines(kernel, c_in, self.groups, self.filters, self.bias, prod(shape)),
         )
 
 
@@ -297,7 +278,7 @@ class Pool(Leaf):
             shape=out,
             rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation},
-            explain=size_explanations(windows, out_sizes),
+            explain=size_lines(windows, out_sizes),
         )
 
 
@@ -366,7 +347,6 @@ class Linear(Leaf):
     def infer(self, shape, ctx):
         n_in = prod(shape)
         weights = n_in * self.features
-        plus = " + 1" if self.bias else ""
         return Outcome(
             shape=(self.features,),
             weights=weights,
@@ -374,7 +354,7 @@ class Linear(Leaf):
             macs=weights,
             bias_muls=self.features if self.bias else 0,
             rf=GLOBAL,
-            explain=[f"params = ({n_in}{plus})*{self.features} = {weights + (self.features if self.bias else 0)}"],
+            explain=linear_lines(n_in, self.features, self.bias),
         )
 
 
@@ -440,6 +420,10 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     kind: ClassVar[str] = "tanh"
+
+
+class ReLU6(Activation):
+    kind: ClassVar[str] = "relu6"
 
 
 class GELU(Activation):
@@ -515,8 +499,12 @@ class Add(Merge):
 class Concat(Merge):
     kind: ClassVar[str] = "concat"
     family: ClassVar[str] = "concat"
+    crop: bool = Field(False, description="centre-crop every input to the smallest spatial size first (U-Net)")
 
     def merge(self, shapes):
+        if self.crop:
+            smallest = tuple(min(sizes) for sizes in zip(*(s[1:] for s in shapes)))
+            shapes = [(s[0], *smallest) for s in shapes]
         return concat_shapes(shapes)
 
 
@@ -558,6 +546,7 @@ class Residual(Composite):
     family: ClassVar[str] = "residual"
     layers: list[Any] = Field(description="the main path F(x)")
     shortcut: list[Any] = Field(default_factory=list, description="the shortcut path; empty = identity")
+    after: list[Any] = Field(default_factory=list, description="layers applied after the add, e.g. [relu]")
 
 
 class Branches(Composite):
@@ -603,7 +592,7 @@ def _as_list(value) -> list:
 
 LAYER_CLASSES: tuple[type[Layer], ...] = (
     Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, GlobalAvgPool, GlobalMaxPool,
-    Linear, Flatten, BatchNorm, LRN, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax,
+    Linear, Flatten, BatchNorm, LRN, Dropout, ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, GELU, Softmax,
     Upsample, Unpool, Add, Concat, Repeat, Residual, Branches, DepthwiseSeparable,
 )
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_CLASSES}

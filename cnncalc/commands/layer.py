@@ -1,0 +1,144 @@
+"""`cnncalc layer KIND --input ...`: one layer from the command line, and `cnncalc explain SPEC`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+# Options that map straight onto a layer key; values like 3x3, 3,5, same or [[1,2],[0,1]] are read below.
+LAYER_OPTIONS = ("filters", "kernel", "stride", "padding", "dilation", "groups", "output_padding", "features",
+                 "output", "size", "scale_factor", "factor", "mode", "multiplier", "p", "negative_slope")
+
+
+def read_value(text: str):
+    """'3' -> 3, '3x5' or '3,5' -> [3, 5], '0.5' -> 0.5, 'same' -> 'same', JSON lists as they are."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise click.BadParameter(f"cannot read {text!r} as a JSON list") from None
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()] if any(c.isdigit() for c in text) else [text]
+    values = []
+    for part in parts:
+        part = part.strip()
+        for cast in (int, float):
+            try:
+                values.append(cast(part))
+                break
+            except ValueError:
+                continue
+        else:
+            values.append(part)
+    return values[0] if len(values) == 1 else values
+
+
+def layer_options(func):
+    for key in reversed(LAYER_OPTIONS):
+        func = click.option(f"--{key.replace('_', '-')}", key, default=None, metavar="VALUE",
+                            help=f"`{key}` of the layer (int, per-axis 3x5, or as the spec allows).")(func)
+    return func
+
+
+@click.command()
+@click.argument("kind")
+@click.option("--input", "input_", required=True, help="Input volume, e.g. 32x32x3 (read in --layout order).")
+@layer_options
+@click.option("--bias/--no-bias", default=None, help="With or without biases (default: the layer's).")
+@click.option("--ceil-mode", is_flag=True, default=None, help="Pooling: round the output size up.")
+@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any other layer key.")
+@click.option("--layout", type=click.Choice(["hwc", "chw"]), default="hwc", show_default=True,
+              help="How --input is read and shapes are shown (hwc = the lecture's W x H x D).")
+@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="strict", show_default=True)
+@click.option("--explain", is_flag=True, help="Show every formula with the numbers plugged in.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
+              default="float32", show_default=True)
+def layer(kind, input_, bias, ceil_mode, extra, layout, rounding, explain, fmt, batch, dtype, **values):
+    """One layer: output shape, params, MACs, memory and receptive field.
+
+    Example: cnncalc layer conv --input 32x32x3 --filters 10 --kernel 5 --stride 1 --padding 2 --explain
+    """
+    from ..api import analyze
+    from ..cli import fail
+    from ..errors import CnnCalcError
+    from ..spec.build import build_spec
+    from ..spec.loader import SourceMap
+
+    args = {key: read_value(value) for key, value in values.items() if value is not None}
+    if bias is not None:
+        args["bias"] = bias
+    if ceil_mode:
+        args["ceil_mode"] = True
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        args[key.strip()] = read_value(value)
+    spec = {"name": kind, "input": input_, "layout": layout, "layers": [{kind: args}]}
+    try:
+        report = analyze(build_spec(spec, SourceMap(file="<command line>")), rounding=rounding, batch=batch,
+                         dtype=dtype)
+    except CnnCalcError as exc:
+        fail(exc)
+    show_rows(report, fmt, explain)
+
+
+def show_rows(report, fmt: str, explain: bool, only: str | None = None) -> None:
+    from ..render.explain import explanation_lines, explanation_text
+
+    if fmt == "json":
+        rows = []
+        for row in report.layers:
+            data = row.to_dict()
+            if explain:
+                data["explain"] = explanation_lines(row, report)
+            rows.append(data)
+        click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from ..cli import console
+    from ..render.table import print_table
+
+    print_table(report, None, console())
+    if explain:
+        click.echo("\n" + explanation_text(report, only), nl=False)
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--layer", "only", default=None, help="Explain only the layer with this name.")
+@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="floor", show_default=True)
+@click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
+              default="float32", show_default=True)
+def explain(spec, only, rounding, layout, batch, dtype):
+    """Worked formulas for every layer of SPEC (or one with --layer NAME)."""
+    from ..api import analyze, load_spec
+    from ..cli import fail
+    from ..engine import PartialAnalysis
+    from ..errors import CnnCalcError, Location
+    from ..render.explain import explanation_text
+
+    error = None
+    try:
+        loaded = load_spec(spec)
+        if layout:
+            loaded.layout = layout
+        report = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype)
+    except PartialAnalysis as exc:
+        report, error = exc.report, exc
+    except CnnCalcError as exc:
+        fail(exc)
+    if only is not None and only not in {row.name for row in report.layers}:
+        import difflib
+
+        hint = difflib.get_close_matches(only, [row.name for row in report.layers], n=3)
+        fail(CnnCalcError(f"no layer is named `{only}`" + (f"; did you mean {', '.join(hint)}?" if hint else ""),
+                          Location(file=report.file)))
+    click.echo(explanation_text(report, only), nl=False)
+    for warning in report.warnings:
+        click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
+    if error:
+        fail(error)

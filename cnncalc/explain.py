@@ -1,0 +1,104 @@
+"""Worked-solution lines: each formula written symbolically, with the numbers plugged in, and
+its value, e.g. `W2 = (W1 - F + 2P)/S + 1 = (32 - 5 + 2*2)/1 + 1 = 32`.
+
+Every line has the shape `NAME = symbols = arithmetic = value`; the arithmetic is plain Python
+syntax, so tests can evaluate it and compare with the value.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .formulas import Window
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def axis_names(rank: int) -> tuple[str, ...]:
+    return AXIS_NAMES.get(rank, tuple(f"X{i}" for i in range(rank)))
+
+
+def _value(exact: Fraction, rounded: int) -> str:
+    if exact.denominator == 1:
+        return str(exact)
+    return f"{float(exact):.2f} -> {rounded}"
+
+
+def window_symbols(w: Window, axis: str) -> str:
+    kernel = "F" if w.dilation == 1 else "D*(F - 1) - 1"
+    padding = ""
+    if w.pad[0] == w.pad[1] and w.pad[0]:
+        padding = " + 2P"
+    elif any(w.pad):
+        padding = " + P_before + P_after"
+    return f"({axis}1 - {kernel}{padding})/S + 1"
+
+
+def size_lines(windows: list[Window], out_sizes) -> list[str]:
+    """One line per distinct axis; equal axes share a line (`W2 = H2 = ...`)."""
+    names = axis_names(len(windows))
+    grouped: dict[tuple, list[str]] = {}
+    for name, w, out in zip(names, windows, out_sizes):
+        key = (w.formula(), _value(w.exact(), out))
+        grouped.setdefault(key, []).append(name)
+    lines = []
+    for (formula, value), axes in grouped.items():
+        axes = list(reversed(axes))  # the lecture writes W before H
+        symbols = window_symbols(next(w for n, w in zip(names, windows) if n == axes[0]), "W" if len(axes) > 1 else axes[0])
+        lines.append(f"{' = '.join(a + '2' for a in axes)} = {symbols} = {formula} = {value}")
+    return lines
+
+
+def kernel_symbols(kernel) -> tuple[str, str]:
+    """('F*F', '5*5') for a square kernel, ('F1*F2', '3*5') otherwise."""
+    kernel = tuple(kernel)
+    symbols = "*".join(["F"] * len(kernel)) if len(set(kernel)) == 1 else "*".join(f"F{i + 1}" for i in range(len(kernel)))
+    return symbols, "*".join(map(str, kernel))
+
+
+def conv_lines(kernel, depth: int, groups: int, filters: int, bias: bool, out_sizes) -> list[str]:
+    f_sym, f_num = kernel_symbols(kernel)
+    d_sym = "D1" if groups == 1 else "D1/G"
+    d_num = str(depth * groups) if groups == 1 else f"{depth * groups}//{groups}"
+    per_filter = f"{f_sym}*{d_sym}"
+    per_filter_num = f"{f_num}*{d_num}"
+    weights = _product(kernel) * depth * filters
+    lines = []
+    if bias:
+        lines.append(f"params = ({per_filter} + 1)*K = ({per_filter_num} + 1)*{filters} = {weights + filters}")
+    else:
+        lines.append(f"params = {per_filter}*K = {per_filter_num}*{filters} = {weights}")
+    positions = _product(out_sizes)
+    o_sym = "*".join(f"{a}2" for a in reversed(axis_names(len(out_sizes))))
+    o_num = "*".join(map(str, reversed(out_sizes)))
+    lines.append(f"MACs = {per_filter}*K*{o_sym} = {per_filter_num}*{filters}*{o_num} = {weights * positions}")
+    if bias:
+        lines.append(f"MULs with bias = ({per_filter} + 1)*K*{o_sym} = ({per_filter_num} + 1)*{filters}*{o_num} = "
+                     f"{(weights + filters) * positions}")
+    return lines
+
+
+def transposed_lines(kernel, c_in: int, groups: int, filters: int, bias: bool, input_elements: int) -> list[str]:
+    f_sym, f_num = kernel_symbols(kernel)
+    weights = _product(kernel) * c_in * (filters // groups)
+    per_group = "K" if groups == 1 else "(K/G)"
+    per_group_num = str(filters) if groups == 1 else f"({filters}//{groups})"
+    lines = [f"params = {f_sym}*C_in*{per_group}{' + K' if bias else ''} = "
+             f"{f_num}*{c_in}*{per_group_num}{f' + {filters}' if bias else ''} = {weights + (filters if bias else 0)}"]
+    lines.append(f"MACs = input_elements*{f_sym}*{per_group} = {input_elements}*{f_num}*{per_group_num} = "
+                 f"{input_elements * _product(kernel) * (filters // groups)}")
+    return lines
+
+
+def linear_lines(n_in: int, features: int, bias: bool) -> list[str]:
+    if bias:
+        return [f"params = (N_in + 1)*N_out = ({n_in} + 1)*{features} = {(n_in + 1) * features}",
+                f"MACs = N_in*N_out = {n_in}*{features} = {n_in * features}"]
+    return [f"params = N_in*N_out = {n_in}*{features} = {n_in * features}",
+            f"MACs = N_in*N_out = {n_in}*{features} = {n_in * features}"]
+
+
+def _product(values) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result

@@ -1,0 +1,35 @@
+"""Worked solutions per layer: the layer's own formulas plus activations, memory and field."""
+from __future__ import annotations
+
+from ..report import LayerRow, Report, plain_number
+from ..units import human_bytes
+from .columns import hyper_text, shape_text
+
+
+def explanation_lines(row: LayerRow, report: Report) -> list[str]:
+    lines = list(row.explain)
+    shape = row.output_shape
+    symbols = "*".join([*(f"{a}2" for a in ("W", "H", "D")[: len(shape) - 1]), "K"]) if len(shape) > 1 else "N"
+    numbers = "*".join(map(str, [*reversed(shape[1:]), shape[0]]))
+    batch = f"*{report.batch}" if report.batch != 1 else ""
+    lines.append(f"activations = {symbols}{'*batch' if batch else ''} = {numbers}{batch} = {row.activations}")
+    bytes_per = row.activation_bytes // row.activations if row.activations else 0
+    lines.append(f"memory = activations*{bytes_per} B ({report.dtype}) = {row.activations}*{bytes_per} = "
+                 f"{row.activation_bytes} ({human_bytes(row.activation_bytes)})")
+    field = row.receptive_field
+    if field.size:
+        sizes = "x".join(str(plain_number(s)) for s in field.size)
+        jumps = "x".join(str(plain_number(j)) for j in field.jump)
+        lines.append(f"receptive field: {sizes} input pixels (jump {jumps}; r_out = r_in + D*(F - 1)*j_in)")
+    return lines
+
+
+def explanation_text(report: Report, only: str | None = None) -> str:
+    blocks = []
+    for row in report.layers:
+        if only is not None and row.name != only:
+            continue
+        title = (f"{row.name} ({row.kind}{', ' + hyper_text(row) if hyper_text(row) else ''}) {row.path}: "
+                 f"{shape_text(row.input_shape, report.layout)} -> {shape_text(row.output_shape, report.layout)}")
+        blocks.append("\n".join([title, *(f"  {line}" for line in explanation_lines(row, report))]))
+    return "\n\n".join(blocks) + "\n"
