@@ -55,6 +55,14 @@ def rf_text(row: LayerRow, layout: str = "chw") -> str:
     return str(sizes[0]) if len(set(sizes)) == 1 else "x".join(map(str, sizes))
 
 
+def _kilo(params: int) -> str:
+    """GoogLeNet-table style: 2.7K, 159K (K = 1024)."""
+    if not params:
+        return ""
+    k = params / 1024
+    return f"{k:.1f}K" if k < 10 else f"{k:,.0f}K"
+
+
 def _count(attr: str) -> Column:
     return Column(attr, attr, lambda r, _l: getattr(r, attr), lambda r, _l: thousands(getattr(r, attr)), True)
 
@@ -73,6 +81,10 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("macs", "MACs", lambda r, _l: r.macs, lambda r, _l: compact(r.macs), True),
     Column("muls_with_bias", "MULs+bias", lambda r, _l: r.muls_with_bias, lambda r, _l: compact(r.muls_with_bias), True),
     Column("flops", "FLOPs", lambda r, _l: 2 * r.macs, lambda r, _l: compact(2 * r.macs), True),
+    Column("params_k", "params (K=1024)", lambda r, _l: round(r.params / 1024, 1),
+           lambda r, _l: _kilo(r.params), True),  # the GoogLeNet paper's unit
+    Column("ops_m", "ops (M)", lambda r, _l: round(r.macs / 10**6, 1),
+           lambda r, _l: f"{r.macs / 10**6:,.0f}M" if r.macs else "", True),  # MACs in millions
     _count("activations"),
     Column("memory", "memory", lambda r, _l: r.activation_bytes, lambda r, _l: short_bytes(r.activation_bytes), True),
     Column("rf", "RF", rf_text, rf_text),
