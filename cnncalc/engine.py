@@ -28,6 +28,7 @@ class Tensor:
     shape: tuple[int, ...]
     rf: ReceptiveField
     spatial: tuple[int, ...]  # last spatial sizes, kept through flatten for the receptive field
+    node: int = -1  # index of the row that produced it; -1 = the network input
 
     @property
     def elements(self) -> int:
@@ -106,32 +107,30 @@ class Engine:
         if isinstance(layer, Merge):
             inputs = [self.lookup(ref, scope) for ref in layer.from_]
             return self.merge(layer, inputs, layer.merge([t.shape for t in inputs]), scope, name)
-        outcome = layer.infer(x.shape, self)
-        return self.emit(layer, x, outcome, scope, name, live_inputs=x.elements)
+        return self.emit(layer, [x], layer.infer(x.shape, self), scope, name)
 
     def merge(self, layer: Layer, inputs: list[Tensor], shape: tuple[int, ...], scope: Scope, name: str) -> Tensor:
         """Add or concatenate: the receptive field is the widest of the inputs'."""
         widest = max(inputs, key=lambda t: t.rf.size)
-        outcome = Outcome(shape=shape)
-        live = sum(t.elements for t in inputs)
-        return self.emit(layer, widest, outcome, scope, name, live_inputs=live, kind=_merge_kind(layer))
+        return self.emit(layer, inputs, Outcome(shape=shape), scope, name, kind=_merge_kind(layer), rf_from=widest)
 
-    def emit(self, layer: Layer, x: Tensor, outcome: Outcome, scope: Scope, name: str,
-             live_inputs: int, kind: str | None = None) -> Tensor:
+    def emit(self, layer: Layer, inputs: list[Tensor], outcome: Outcome, scope: Scope, name: str,
+             kind: str | None = None, rf_from: Tensor | None = None) -> Tensor:
         shape = outcome.shape
         elements = math.prod(shape) * self.batch
         if elements > MAX_ELEMENTS:
             raise CnnCalcError(f"the output {list(shape)} would have {elements:,} elements, more than any "
                                "tensor library can address; such a tensor could never exist")
-        rf, spatial = self.move_rf(x, outcome.rf)
+        rf, spatial = self.move_rf(rf_from or inputs[0], outcome.rf)
+        node = len(self.rows)
         self.rows.append(LayerRow(
-            index=len(self.rows),
+            index=node,
             path=format_path(layer._path),
             name=name,
             kind=kind or layer.kind,
             depth=scope.depth,
             scope=scope.chain,
-            input_shape=x.shape,
+            input_shape=inputs[0].shape,
             output_shape=shape,
             weights=outcome.weights,
             biases=outcome.biases,
@@ -144,9 +143,12 @@ class Engine:
             hyper=outcome.hyper,
             explain=outcome.explain,
             line=self.spec.source.line_of(layer._path),
+            inputs=tuple(t.node for t in inputs),
+            layer=layer,
         ))
-        self.peak_live = max(self.peak_live, live_inputs + math.prod(shape) + self.pinned)
-        return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:])
+        live = sum(t.elements for t in inputs) + math.prod(shape) + self.pinned
+        self.peak_live = max(self.peak_live, live)
+        return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:], node)
 
     # ------------------------------------------------------------------ context for layers
     def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:

@@ -66,6 +66,8 @@ class LayerRow:
     explain: list[str] = field(default_factory=list)
     line: int | None = None
     scope: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites, outermost first
+    inputs: tuple[int, ...] = ()  # rows whose outputs feed this one (-1 = the network input): the graph
+    layer: Any = None  # the spec's layer model, for backends that execute the graph
 
     @property
     def trainable_params(self) -> int:

@@ -153,6 +153,9 @@ class ConvBase(Leaf):
     dilation: Axes = Field(1, description="dilation D: " + AXES_HELP)
     groups: PosInt = Field(1, description="groups G: input and output channels are split into G groups")
     bias: bool = Field(True, description="whether the layer has a bias per filter")
+    weights: list | str | None = Field(None, description="explicit weights for `cnncalc run`: nested lists in "
+                                       "PyTorch's layout, or a path to a .npy / .json file")
+    biases: list | str | None = Field(None, description="explicit biases for `cnncalc run` (list or file path)")
     primary: ClassVar[str] = "filters"
 
     def _channels(self, c_in: int) -> None:
@@ -343,6 +346,8 @@ class Linear(Leaf):
     primary: ClassVar[str] = "features"
     features: PosInt = Field(description="number of output features (neurons)")
     bias: bool = Field(True, description="whether each output has a bias")
+    weights: list | str | None = Field(None, description="explicit [out, in] weights for `cnncalc run` (list or path)")
+    biases: list | str | None = Field(None, description="explicit biases for `cnncalc run` (list or file path)")
 
     def infer(self, shape, ctx):
         n_in = prod(shape)
