@@ -19,6 +19,7 @@ from .spec.loader import format_path
 
 ROUNDING = ("floor", "ceil", "strict")
 MAX_ELEMENTS = 2**63 - 1  # no tensor library can index more elements than this
+MAX_ROWS = 1_000_000  # layers after expanding `repeat`; beyond this an analysis takes minutes
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Engine:
 
     # ------------------------------------------------------------------ walking
     def run(self) -> Tensor:
+        rows = sum(layer.row_count() for layer in self.spec.layers)
+        if rows > MAX_ROWS:
+            raise SpecError(f"the spec expands to {rows:,} layers (after `repeat`), more than the limit of "
+                            f"{MAX_ROWS:,}; check the `times` of its repeats", self.spec.source.locate(("layers",)))
         rank = len(self.spec.input) - 1
         one = (Fraction(1),) * rank
         x = Tensor(self.spec.input, ReceptiveField(one, one, (Fraction(0),) * rank), self.spec.input[1:])
@@ -121,6 +126,9 @@ class Engine:
         if elements > MAX_ELEMENTS:
             raise CnnCalcError(f"the output {list(shape)} would have {elements:,} elements, more than any "
                                "tensor library can address; such a tensor could never exist")
+        if outcome.weights > MAX_ELEMENTS:
+            raise CnnCalcError(f"the layer would have {outcome.weights:,} weights, more than any tensor library "
+                               "can address; such a weight tensor could never exist")
         rf, spatial = self.move_rf(rf_from or inputs[0], outcome.rf)
         node = len(self.rows)
         self.rows.append(LayerRow(

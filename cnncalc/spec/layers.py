@@ -132,6 +132,10 @@ class Layer(BaseModel):
     def is_composite(self) -> bool:
         return False
 
+    def row_count(self) -> int:
+        """Rows this entry adds to a report, repeats expanded (for limits, without walking)."""
+        return 1
+
 
 class Leaf(Layer):
     def infer(self, shape: tuple[int, ...], ctx: Context) -> Outcome:  # pragma: no cover - abstract
@@ -545,6 +549,9 @@ class Repeat(Composite):
     layers: list[Any] = Field(description="the layers to repeat")
     start: NonNegInt = Field(0, description="number of the first repetition in names (R.start.*)")
 
+    def row_count(self) -> int:
+        return self.times * sum(layer.row_count() for layer in self.layers)
+
 
 class Residual(Composite):
     kind: ClassVar[str] = "residual"
@@ -553,12 +560,18 @@ class Residual(Composite):
     shortcut: list[Any] = Field(default_factory=list, description="the shortcut path; empty = identity")
     after: list[Any] = Field(default_factory=list, description="layers applied after the add, e.g. [relu]")
 
+    def row_count(self) -> int:
+        return 1 + sum(layer.row_count() for layer in [*self.layers, *self.shortcut, *self.after])
+
 
 class Branches(Composite):
     kind: ClassVar[str] = "branches"
     family: ClassVar[str] = "branches"
     primary: ClassVar[str] = "paths"
     paths: Annotated[list[list[Any]], Len(1, None)] = Field(description="parallel paths, concatenated on channels")
+
+    def row_count(self) -> int:
+        return 1 + sum(layer.row_count() for path in self.paths for layer in path)
 
 
 class DepthwiseSeparable(Composite):
@@ -574,6 +587,9 @@ class DepthwiseSeparable(Composite):
     dilation: Axes = Field(1, description="depthwise dilation: " + AXES_HELP)
     multiplier: PosInt = Field(1, description="depthwise filters per input channel")
     bias: bool = Field(True, description="whether both convs have biases")
+
+    def row_count(self) -> int:
+        return 2
 
     def expand(self, channels: int) -> list[Conv]:
         padding = self.padding
