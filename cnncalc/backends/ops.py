@@ -106,32 +106,42 @@ def _as_tuple(value, n):
 def conv(x, w, b, stride, padding, dilation, groups):
     """Cross-correlation like ``torch.nn.functional.conv{1,2,3}d``.
 
-    ``w`` is ``[K, C/groups, *kernel]``, ``b`` is ``[K]`` or None. im2col + one batched
-    matmul per chunk of output rows along the first spatial axis.
+    ``w`` is ``[K, C/groups, *kernel]``, ``b`` is ``[K]`` or None. im2col + BLAS
+    matmul, in chunks of output rows along the first spatial axis.
     """
     xp = array_namespace(x)
     dtype = xp.result_type(x, w)
-    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     kernel = tuple(w.shape[2:])
-    windows = _windows(_pad(x, padding), kernel, stride, dilation)
-    n, c = x.shape[:2]
-    out_sizes = windows.shape[2 : 2 + len(kernel)]
-    k_out = w.shape[0]
-    weight = w.reshape(groups, k_out // groups, -1)  # [G, Kg, Cg*prod(kernel)]
+    columns = _column_view(x.astype(dtype, copy=False), kernel, stride, padding, dilation)
+    out = xp.empty(x.shape[:1] + w.shape[:1] + columns.shape[2 + len(kernel) :], dtype=dtype)
+    weight = w.astype(dtype, copy=False).reshape(groups, w.shape[0] // groups, -1)  # [G, Kg, Cg*prod(k)]
+    _matmul_by_row_chunks(weight, columns, out)
+    if b is not None:
+        out += b.astype(dtype, copy=False).reshape((1, -1) + (1,) * len(kernel))
+    return out
 
-    # Columns ordered [N, C, *kernel, *out] so that [N, G, Cg*prod(kernel), L] is a
-    # plain reshape and the matmul result is already channel-first.
+
+def _column_view(x, kernel, stride, padding, dilation):
+    """Strided im2col view ``[N, C, *kernel, *out]`` of the padded input (no copy yet).
+
+    Kernel axes sit right after C so ``[N, G, Cg*prod(kernel), L]`` is a plain
+    reshape and the matmul result comes out channel-first.
+    """
     nsp = len(kernel)
-    to_columns = (0, 1) + tuple(range(2 + nsp, 2 + 2 * nsp)) + tuple(range(2, 2 + nsp))
-    columns = windows.transpose(to_columns)
-    out = xp.empty((n, k_out) + tuple(out_sizes), dtype=dtype)
-    out_grouped = out.reshape((n, groups, k_out // groups) + tuple(out_sizes))
-    rows_total = out_sizes[0]
-    row_bytes = columns.size // rows_total * columns.itemsize
-    rows_per_chunk = max(1, min(rows_total, IM2COL_BUDGET_BYTES // max(row_bytes, 1)))
-    scratch = xp.empty(rows_per_chunk * (columns.size // rows_total), dtype=dtype)
-    row_axis = 2 + nsp  # first output axis inside `columns`
+    windows = _windows(_pad(x, padding), kernel, stride, dilation)  # [N, C, *out, *kernel]
+    return windows.transpose((0, 1) + tuple(range(2 + nsp, 2 + 2 * nsp)) + tuple(range(2, 2 + nsp)))
 
+
+def _matmul_by_row_chunks(weight, columns, out):
+    """``out[N, K, *o] = weight[G, Kg, R] @ columns``, copying at most a budget of columns at a time."""
+    xp = array_namespace(out)
+    n, groups = out.shape[0], weight.shape[0]
+    out_grouped = out.reshape((n, groups, -1) + out.shape[2:])
+    row_axis = columns.ndim - (out.ndim - 2)  # first output axis inside `columns`
+    rows_total = columns.shape[row_axis]
+    row_size = columns.size // rows_total
+    rows_per_chunk = max(1, min(rows_total, IM2COL_BUDGET_BYTES // (row_size * columns.itemsize)))
+    scratch = xp.empty(rows_per_chunk * row_size, dtype=out.dtype)
     for start in range(0, rows_total, rows_per_chunk):
         rows = slice(start, min(start + rows_per_chunk, rows_total))
         chunk = columns[(slice(None),) * row_axis + (rows,)]
@@ -139,15 +149,11 @@ def conv(x, w, b, stride, padding, dilation, groups):
         xp.copyto(buffer, chunk)
         buffer = buffer.reshape(n, groups, weight.shape[2], -1)
         target = out_grouped[(slice(None),) * 3 + (rows,)]
-        flat_target = target.reshape(target.shape[:3] + (-1,))
+        flat_target = target.reshape(target.shape[:3] + (-1,))  # a view: rows and the rest are adjacent
         if xp.may_share_memory(flat_target, out):
             xp.matmul(weight, buffer, out=flat_target)
-        else:  # reshape had to copy (cannot happen for C-contiguous `out`); stay correct anyway
+        else:  # defensive: a copying reshape would lose the result
             target[...] = xp.matmul(weight, buffer).reshape(target.shape)
-
-    if b is not None:
-        out += b.astype(dtype, copy=False).reshape((1, k_out) + (1,) * nsp)
-    return out
 
 
 def conv_transpose(x, w, b, stride, padding, dilation, groups, output_padding):
@@ -424,9 +430,15 @@ def _source_scale(size_in, size_out, factor):
 def _nearest_axis(x, axis, size_out, factor):
     xp = array_namespace(x)
     size_in = x.shape[axis]
-    # float32 arithmetic, as PyTorch's nearest kernel: floor(dst * scale)
-    scaled = numpy.arange(size_out, dtype=numpy.float32) * _source_scale(size_in, size_out, factor)
-    index = numpy.minimum(numpy.floor(scaled).astype(numpy.int64), size_in - 1)
+    # PyTorch's 2-D nearest kernel (only it) treats out == in and out == 2*in exactly,
+    # even when a scale_factor such as 1.1 or 2.1 produced those sizes.
+    if x.ndim == 4 and size_out == size_in:
+        return x
+    if x.ndim == 4 and size_out == 2 * size_in:
+        index = numpy.arange(size_out) >> 1
+    else:  # float32 arithmetic, as PyTorch's nearest kernel: floor(dst * scale)
+        scaled = numpy.arange(size_out, dtype=numpy.float32) * _source_scale(size_in, size_out, factor)
+        index = numpy.minimum(numpy.floor(scaled).astype(numpy.int64), size_in - 1)
     return xp.take(x, xp.asarray(index), axis=axis)
 
 
