@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from .errors import CnnCalcError, FitError, SpecError
-from .formulas import Window, misfit_message
+from .formulas import Window, half, misfit_message
 from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Finding, LayerRow, ReceptiveField, Report, Totals
 from .spec.build import Spec
 from .spec.layers import (GLOBAL, Branches, DepthwiseSeparable, Layer, Leaf, Merge, Outcome, Repeat, Residual,
@@ -84,8 +83,7 @@ class Engine:
             raise SpecError(f"the spec expands to {rows:,} layers (after `repeat`), more than the limit of "
                             f"{MAX_ROWS:,}; check the `times` of its repeats", self.spec.source.locate(("layers",)))
         rank = len(self.spec.input) - 1
-        one = (Fraction(1),) * rank
-        x = Tensor(self.spec.input, ReceptiveField(one, one, (Fraction(0),) * rank), self.spec.input[1:])
+        x = Tensor(self.spec.input, ReceptiveField((1,) * rank, (1,) * rank, (0,) * rank), self.spec.input[1:])
         self.outputs["input"] = x
         self.peak_live = x.elements
         return self.sequence(self.spec.layers, x, Scope())
@@ -131,9 +129,10 @@ class Engine:
                                "can address; such a weight tensor could never exist")
         rf, spatial = self.move_rf(rf_from or inputs[0], outcome.rf)
         node = len(self.rows)
+        path = layer.path
         self.rows.append(LayerRow(
             index=node,
-            path=format_path(layer._path),
+            path=format_path(path),
             name=name,
             kind=kind or layer.kind,
             depth=scope.depth,
@@ -149,8 +148,8 @@ class Engine:
             activation_bytes=elements * self.bytes_per,
             receptive_field=rf,
             hyper=outcome.hyper,
-            explain=outcome.explain,
-            line=self.spec.source.line_of(layer._path),
+            explain_lines=outcome.explain,
+            line=self.spec.source.line_of(path),
             inputs=tuple(t.node for t in inputs),
             layer=layer,
         ))
@@ -170,7 +169,7 @@ class Engine:
         verb = "up" if self.rounding == "ceil" else "down"
         framework = "PyTorch's ceil_mode" if self.rounding == "ceil" else "PyTorch does"
         note = f"; rounded {verb} to {'x'.join(map(str, sizes))} ({self.rounding}, as {framework})"
-        self.warnings.append(Finding(self.spec.source.locate(self._layer._path, self._name), message + note))
+        self.warnings.append(Finding(self.spec.source.locate(self._layer.path, self._name), message + note))
         return sizes
 
     # ------------------------------------------------------------------ receptive field
@@ -179,7 +178,7 @@ class Engine:
         if change is None or not rf.size:
             return rf, spatial
         if change == GLOBAL:
-            change = tuple(RFStep(size, Fraction(1), Fraction(size - 1, 2)) for size in spatial)
+            change = tuple(RFStep(size, 1, half(size - 1)) for size in spatial)
         if len(change) != len(rf.size):
             return rf, spatial
         size = tuple(s + (step.extent - 1) * j for s, j, step in zip(rf.size, rf.jump, change))
@@ -214,8 +213,8 @@ class Engine:
         self.pinned -= sum(t.elements for t in tensors)
 
     def where(self, layer: Layer, name: str) -> dict:
-        return {"file": self.spec.file, "line": self.spec.source.line_of(layer._path),
-                "path": format_path(layer._path) or None, "name": name}
+        return {"file": self.spec.file, "line": self.spec.source.line_of(layer.path),
+                "path": format_path(layer.path) or None, "name": name}
 
     # ------------------------------------------------------------------ result
     def report(self) -> Report:
@@ -285,7 +284,7 @@ def walk_depthwise_separable(engine: Engine, layer: DepthwiseSeparable, x: Tenso
                              name: str) -> Tensor:
     inner = scope.child(name, layer.kind)
     for conv in layer.expand(x.shape[0]):
-        conv._path = layer._path
+        conv._path = layer.path
         x = engine.step(conv, x, inner)
     return x
 
@@ -310,10 +309,7 @@ def _referenced_names(layers: list[Layer]) -> set[str]:
         refs = layer.from_
         if refs:
             names.update([refs] if isinstance(refs, str) else refs)
-        for key in ("layers", "shortcut", "after"):
-            stack.extend(getattr(layer, key, None) or [])
-        for path in getattr(layer, "paths", None) or []:
-            stack.extend(path)
+        stack.extend(layer.children())
     return names
 
 

@@ -27,9 +27,13 @@ class Window:
         """Dilated kernel extent D*(F-1) + 1."""
         return self.dilation * (self.kernel - 1) + 1
 
-    def exact(self) -> Fraction:
+    def exact(self) -> int | Fraction:
+        """An int when the size comes out whole (the common, fast case), else the exact Fraction."""
         # (W1 + 2P - D*(F-1) - 1)/S + 1; lecture: (W1 - F + 2P)/S + 1
-        return Fraction(self.size + sum(self.pad) - self.extent, self.stride) + 1
+        span = self.size + self.pad[0] + self.pad[1] - self.extent
+        if span % self.stride == 0:
+            return span // self.stride + 1
+        return Fraction(span, self.stride) + 1
 
     def floor(self) -> int:
         return math.floor(self.exact())
@@ -57,6 +61,11 @@ class Window:
         elif before or after:
             text += f" + {before} + {after}"
         return f"({text})/{self.stride} + 1"
+
+
+def half(value: int) -> int | Fraction:
+    """value/2, kept an int when whole: receptive-field offsets stay fast integer arithmetic."""
+    return value // 2 if value % 2 == 0 else Fraction(value, 2)
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:

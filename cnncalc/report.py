@@ -17,6 +17,8 @@ OPTIMIZER_COPIES = {"sgd": 2, "momentum": 3, "adam": 4}
 
 def plain_number(value: Fraction | int) -> int | float:
     """Whole fractions become ints; others floats rounded for humans and JSON."""
+    if type(value) is int:
+        return value
     value = Fraction(value)
     return int(value) if value.denominator == 1 else round(float(value), 4)
 
@@ -63,11 +65,18 @@ class LayerRow:
     activation_bytes: int
     receptive_field: ReceptiveField
     hyper: dict[str, Any] = field(default_factory=dict)
-    explain: list[str] = field(default_factory=list)
+    explain_lines: Any = None  # list of worked formulas, or a callable that makes them on demand
     line: int | None = None
     scope: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites, outermost first
     inputs: tuple[int, ...] = ()  # rows whose outputs feed this one (-1 = the network input): the graph
     layer: Any = None  # the spec's layer model, for backends that execute the graph
+
+    @property
+    def explain(self) -> list[str]:
+        """The layer's formulas with the numbers plugged in (built lazily: most runs never show them)."""
+        if callable(self.explain_lines):
+            self.explain_lines = self.explain_lines()
+        return self.explain_lines or []
 
     @property
     def trainable_params(self) -> int:
@@ -134,7 +143,7 @@ def fold_to_depth(report: "Report", depth: int) -> "Report":
 def _renumbered(row: LayerRow, index: int, empty: bool = False, **changes) -> LayerRow:
     if empty:
         changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, activations=0, activation_bytes=0,
-                       hyper={}, explain=[], scope=row.scope[: changes["depth"]])
+                       hyper={}, explain_lines=[], scope=row.scope[: changes["depth"]])
     return replace(row, index=index, **changes)
 
 

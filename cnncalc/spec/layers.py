@@ -9,14 +9,14 @@ the engine walks them. Adding a layer kind = one class here (registered by its `
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
+from typing import Annotated, Any, Callable, ClassVar, Literal, Protocol, Union
 
 from annotated_types import Ge, Gt, Le, Len, Lt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 
 from ..errors import ShapeError
 from ..explain import axis_names, conv_lines, linear_lines, size_lines, transposed_lines
-from ..formulas import Window, adaptive_bins, prod, same_padding, transposed_formula, transposed_size
+from ..formulas import Window, adaptive_bins, half, prod, same_padding, transposed_formula, transposed_size
 
 # ----------------------------------------------------------------------------- field types
 PosInt = Annotated[int, Strict(), Gt(0)]
@@ -42,8 +42,8 @@ class RFStep:
     """
 
     extent: int
-    stride: Fraction
-    offset: Fraction
+    stride: int | Fraction
+    offset: int | Fraction
 
 
 GLOBAL = "global"  # the layer sees its whole input (linear, global pooling)
@@ -61,7 +61,7 @@ class Outcome:
     bias_muls: int = 0  # what the lecture's "+1" adds to MULs
     rf: tuple[RFStep, ...] | str | None = None  # None: element-wise, unchanged
     hyper: dict[str, Any] = field(default_factory=dict)  # kernel/stride/padding for display
-    explain: list[str] = field(default_factory=list)  # formulas with the numbers plugged in
+    explain: Callable[[], list[str]] | None = None  # formulas with the numbers plugged in, made on demand
 
 
 class Context(Protocol):
@@ -136,6 +136,15 @@ class Layer(BaseModel):
         """Rows this entry adds to a report, repeats expanded (for limits, without walking)."""
         return 1
 
+    def children(self) -> list["Layer"]:
+        """The layers written inside this one (composites only)."""
+        return []
+
+    @property
+    def path(self) -> tuple:
+        """Where the layer is in the spec's data, e.g. ("layers", 3, "branches", 1, 0)."""
+        return self.__pydantic_private__["_path"]  # direct: pydantic's __getattr__ is slow in hot loops
+
 
 class Leaf(Layer):
     def infer(self, shape: tuple[int, ...], ctx: Context) -> Outcome:  # pragma: no cover - abstract
@@ -203,9 +212,9 @@ class Conv(ConvBase):
             biases=self.filters if self.bias else 0,
             macs=per_output * outputs,
             bias_muls=outputs if self.bias else 0,
-            rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
+            rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation, "groups": self.groups},
-            explain=size_lines(windows, out_sizes)
+            explain=lambda: size_lines(windows, out_sizes)
             + conv_lines(kernel, c_in // self.groups, self.groups, self.filters, self.bias, out_sizes),
         )
 
@@ -245,7 +254,7 @@ class ConvTranspose(ConvBase):
             ),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation,
                    "groups": self.groups, "output_padding": out_pad},
-            explain=[f"{axis}2 = ({axis}1 - 1)*S - 2P + D*(F - 1) + OP + 1 = {transposed_formula(*a)} = {o}"
+            explain=lambda: [f"{axis}2 = ({axis}1 - 1)*S - 2P + D*(F - 1) + OP + 1 = {transposed_formula(*a)} = {o}"
                      for axis, a, o in zip(axis_names(rank), args, out_sizes)]
             + transposed_lines(kernel, c_in, self.groups, self.filters, self.bias, prod(shape)),
         )
@@ -283,9 +292,9 @@ class Pool(Leaf):
         check_positive(out, f"a {dims(kernel)} window at stride {axes_text(stride)} on a {dims(sizes)} input")
         return Outcome(
             shape=out,
-            rf=tuple(RFStep(w.extent, Fraction(w.stride), Fraction(w.extent - 1, 2) - w.pad[0]) for w in windows),
+            rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation},
-            explain=size_lines(windows, out_sizes),
+            explain=lambda: size_lines(windows, out_sizes),
         )
 
 
@@ -313,7 +322,7 @@ class AdaptivePool(Leaf):
         steps = []
         for size, out in zip(shape[1:], out_sizes):
             widest = max(end - start for start, end in adaptive_bins(size, out))
-            steps.append(RFStep(widest, Fraction(size, out), Fraction(widest - 1, 2)))
+            steps.append(RFStep(widest, Fraction(size, out), half(widest - 1)))
         return Outcome(shape=(shape[0], *out_sizes), rf=tuple(steps), hyper={"output": out_sizes})
 
 
@@ -363,7 +372,7 @@ class Linear(Leaf):
             macs=weights,
             bias_muls=self.features if self.bias else 0,
             rf=GLOBAL,
-            explain=linear_lines(n_in, self.features, self.bias),
+            explain=lambda: linear_lines(n_in, self.features, self.bias),
         )
 
 
@@ -552,6 +561,9 @@ class Repeat(Composite):
     def row_count(self) -> int:
         return self.times * sum(layer.row_count() for layer in self.layers)
 
+    def children(self):
+        return list(self.layers)
+
 
 class Residual(Composite):
     kind: ClassVar[str] = "residual"
@@ -561,7 +573,10 @@ class Residual(Composite):
     after: list[Any] = Field(default_factory=list, description="layers applied after the add, e.g. [relu]")
 
     def row_count(self) -> int:
-        return 1 + sum(layer.row_count() for layer in [*self.layers, *self.shortcut, *self.after])
+        return 1 + sum(layer.row_count() for layer in self.children())
+
+    def children(self):
+        return [*self.layers, *self.shortcut, *self.after]
 
 
 class Branches(Composite):
@@ -571,7 +586,10 @@ class Branches(Composite):
     paths: Annotated[list[list[Any]], Len(1, None)] = Field(description="parallel paths, concatenated on channels")
 
     def row_count(self) -> int:
-        return 1 + sum(layer.row_count() for path in self.paths for layer in path)
+        return 1 + sum(layer.row_count() for layer in self.children())
+
+    def children(self):
+        return [layer for path in self.paths for layer in path]
 
 
 class DepthwiseSeparable(Composite):
