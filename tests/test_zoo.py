@@ -33,6 +33,7 @@ EXPECTED_TRAINABLE = {
     "vgg16_bn": 138_365_992,
     "vgg19": 143_667_240,
     "googlenet": 6_624_904,
+    "googlenet_paper": 6_998_552,      # 6,990,272 weights (tests/test_googlenet_table.py) + 8,280 biases
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,
@@ -40,7 +41,8 @@ EXPECTED_TRAINABLE = {
     "resnet152": 60_192_808,
     "mobilenet_v1": 4_231_976,
     "mobilenet_v2": 3_504_872,
-    "unet": 31_030_658,
+    "unet": 31_030_658,                # the paper's net: valid convs, 572x572 -> 388x388
+    "unet_padded": 31_030_658,         # padding changes no parameter count
     "dcgan_generator": 3_576_704,
     "audio_cnn_1d": 559_114,
     "c3d": 79_991_015,
@@ -48,7 +50,15 @@ EXPECTED_TRAINABLE = {
 
 # Specs whose every size is whole: they must also analyze under the lecture's strict rounding.
 EXACT_FIT = ["lenet5", "lenet5_original", "alexnet", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16",
-             "vgg16_bn", "vgg19", "unet", "dcgan_generator"]
+             "vgg16_bn", "vgg19", "googlenet_paper", "unet", "unet_padded", "dcgan_generator"]
+
+# Exact MACs (torch.utils.flop_counter's count, bias excluded) of the specs whose MACs this file
+# pins without torch; test_macs_vs_torch checks every spec against its torch reference.
+EXPECTED_MACS = {
+    "googlenet_paper": 1_582_671_872,
+    "unet": 150_428_424_448,           # 572x572 tile
+    "unet_padded": 192_384_335_872,    # 512x512
+}
 
 # (spec, layer name, output shape [C, *spatial])
 SHAPES = [
@@ -92,9 +102,23 @@ SHAPES = [
     ("mobilenet_v2", "features.1.project", [16, 112, 112]), ("mobilenet_v2", "features.3", [24, 56, 56]),
     ("mobilenet_v2", "features.10", [64, 14, 14]), ("mobilenet_v2", "features.17.project", [320, 7, 7]),
     ("mobilenet_v2", "features.18.conv", [1280, 7, 7]), ("mobilenet_v2", "classifier", [1000]),
-    ("unet", "down1.relu2", [64, 512, 512]), ("unet", "down5.relu2", [1024, 32, 32]),
-    ("unet", "up4", [512, 64, 64]), ("unet", "cat4", [1024, 64, 64]), ("unet", "cat1", [128, 512, 512]),
-    ("unet", "out", [2, 512, 512]),
+    ("googlenet_paper", "conv1", [64, 112, 112]), ("googlenet_paper", "pool1", [64, 56, 56]),
+    ("googlenet_paper", "conv2", [192, 56, 56]), ("googlenet_paper", "pool2", [192, 28, 28]),
+    ("googlenet_paper", "inception_3a.5x5", [32, 28, 28]), ("googlenet_paper", "inception_3b", [480, 28, 28]),
+    ("googlenet_paper", "pool3", [480, 14, 14]), ("googlenet_paper", "inception_4e", [832, 14, 14]),
+    ("googlenet_paper", "pool4", [832, 7, 7]), ("googlenet_paper", "inception_5b", [1024, 7, 7]),
+    ("googlenet_paper", "pool5", [1024, 1, 1]), ("googlenet_paper", "prob", [1000]),
+    # the paper's U-Net (Fig. 1): valid convs, skips centre-cropped before each concat
+    ("unet", "down1.relu2", [64, 568, 568]), ("unet", "pool1", [64, 284, 284]),
+    ("unet", "down2.relu2", [128, 280, 280]), ("unet", "down3.relu2", [256, 136, 136]),
+    ("unet", "down4.relu2", [512, 64, 64]), ("unet", "down5.relu2", [1024, 28, 28]),
+    ("unet", "up4", [512, 56, 56]), ("unet", "cat4", [1024, 56, 56]), ("unet", "dec4.relu2", [512, 52, 52]),
+    ("unet", "up3", [256, 104, 104]), ("unet", "cat3", [512, 104, 104]), ("unet", "up2", [128, 200, 200]),
+    ("unet", "cat2", [256, 200, 200]), ("unet", "up1", [64, 392, 392]), ("unet", "cat1", [128, 392, 392]),
+    ("unet", "dec1.relu2", [64, 388, 388]), ("unet", "out", [2, 388, 388]),
+    ("unet_padded", "down1.relu2", [64, 512, 512]), ("unet_padded", "down5.relu2", [1024, 32, 32]),
+    ("unet_padded", "up4", [512, 64, 64]), ("unet_padded", "cat4", [1024, 64, 64]),
+    ("unet_padded", "cat1", [128, 512, 512]), ("unet_padded", "out", [2, 512, 512]),
     ("dcgan_generator", "convt1", [512, 4, 4]), ("dcgan_generator", "convt2", [256, 8, 8]),
     ("dcgan_generator", "convt5", [3, 64, 64]),
     ("audio_cnn_1d", "conv1", [128, 8000]), ("audio_cnn_1d", "pool1", [128, 2000]),
@@ -166,6 +190,40 @@ def test_exact_fit_under_strict_rounding(stem):
     assert report(stem, "strict")["totals"] == report(stem)["totals"]
 
 
+@pytest.mark.parametrize("stem", sorted(EXPECTED_MACS))
+def test_macs_exact(stem):
+    assert report(stem)["totals"]["macs"] == EXPECTED_MACS[stem]
+
+
+# (level, skip shape, up-convolution shape): Fig. 1's "copy and crop" arrows
+UNET_CROPS = [
+    (4, [512, 64, 64], [512, 56, 56]),
+    (3, [256, 136, 136], [256, 104, 104]),
+    (2, [128, 280, 280], [128, 200, 200]),
+    (1, [64, 568, 568], [64, 392, 392]),
+]
+
+
+@pytest.mark.parametrize("level,skip,up", UNET_CROPS, ids=[f"cat{c[0]}" for c in UNET_CROPS])
+def test_unet_crop_and_concat(level, skip, up):
+    """Each skip is centre-cropped to the up-convolution's size (an even difference: 8, 32, 80
+    and 176 pixels, 4 to 88 on each side), then the two are concatenated on channels."""
+    rows = rows_by_name("unet")
+    assert rows[f"down{level}.relu2"]["output_shape"] == skip
+    assert rows[f"up{level}"]["output_shape"] == up
+    cat = rows[f"cat{level}"]
+    assert cat["kind"] == "concat"
+    assert cat["output_shape"] == [skip[0] + up[0], *up[1:]]
+    assert all((s - u) % 2 == 0 and s > u for s, u in zip(skip[1:], up[1:]))
+    assert cat["params"] == cat["macs"] == 0
+
+
+def test_unet_padded_needs_no_crop():
+    rows = rows_by_name("unet_padded")
+    for level in range(1, 5):
+        assert rows[f"down{level}.relu2"]["output_shape"][1:] == rows[f"up{level}"]["output_shape"][1:]
+
+
 def test_zoo_names_resolve():
     """`cnncalc.load_spec("vgg16")` finds the zoo file by its name."""
     assert cnncalc.analyze(cnncalc.load_spec("vgg16")).to_dict()["totals"]["trainable_params"] == 138_357_544
@@ -215,11 +273,26 @@ def test_references_match_published_counts(ref):
             assert ref.measure(key).trainable_params == reference.published, key
 
 
-def test_unet_original_differs_only_in_macs(ref):
-    """The paper's valid-conv U-Net (not expressible: no crop layer) has the same params."""
-    original, padded = ref.measure("unet_original"), ref.measure("unet")
-    assert original.output_shape == [2, 388, 388]
+def test_unet_variants_differ_only_in_macs(ref):
+    """The paper's valid-conv U-Net and the padded variant have the same params; torch agrees
+    with cnncalc on both, and on the paper net's 388x388 output."""
+    original, padded = ref.measure("unet"), ref.measure("unet_padded")
+    assert original.output_shape == [2, 388, 388] and padded.output_shape == [2, 512, 512]
     assert original.trainable_params == padded.trainable_params == 31_030_658
+    assert (original.macs, padded.macs) == (EXPECTED_MACS["unet"], EXPECTED_MACS["unet_padded"])
+
+
+@pytest.mark.parametrize("level,skip,up", UNET_CROPS, ids=[f"cat{c[0]}" for c in UNET_CROPS])
+def test_unet_crop_sizes_vs_torch(ref, level, skip, up):
+    """torch crops the skip inside forward (no module to hook): the sizes it crops from and to
+    are the outputs of down{level} and up{level}, and dec{level}.conv1 sees the concat."""
+    m = ref.measure("unet")
+    assert m.shapes[f"down{level}"] == skip
+    assert m.shapes[f"up{level}"] == up
+    cat = rows_by_name("unet")[f"cat{level}"]["output_shape"]
+    conv1 = m.shapes[f"dec{level}.conv1"]
+    assert conv1[1:] == [s - 2 for s in cat[1:]]  # a valid 3x3 conv on the concat
+    assert m.module_params[f"dec{level}.conv1"] == (cat[0] * 9 + 1) * conv1[0]
 
 
 def test_vgg16_activation_count(ref):

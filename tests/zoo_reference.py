@@ -233,6 +233,68 @@ def googlenet() -> nn.Module:
     ))
 
 
+class PaperInception(nn.Module):
+    """The paper's inception module (Szegedy et al. 2014, Fig. 2b): convs with biases and ReLU,
+    no batch norm, a real 5x5 kernel in the 5x5 branch. Children named as bvlc_googlenet's
+    layers (inception_3a/1x1, .../3x3_reduce, ...)."""
+
+    def __init__(self, cin, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+        super().__init__()
+        layers = [
+            ("1x1", nn.Conv2d(cin, ch1x1, 1)), ("relu_1x1", nn.ReLU()),
+            ("3x3_reduce", nn.Conv2d(cin, ch3x3red, 1)), ("relu_3x3_reduce", nn.ReLU()),
+            ("3x3", nn.Conv2d(ch3x3red, ch3x3, 3, padding=1)), ("relu_3x3", nn.ReLU()),
+            ("5x5_reduce", nn.Conv2d(cin, ch5x5red, 1)), ("relu_5x5_reduce", nn.ReLU()),
+            ("5x5", nn.Conv2d(ch5x5red, ch5x5, 5, padding=2)), ("relu_5x5", nn.ReLU()),
+            ("pool", nn.MaxPool2d(3, stride=1, padding=1)),
+            ("pool_proj", nn.Conv2d(cin, pool_proj, 1)), ("relu_pool_proj", nn.ReLU()),
+        ]
+        for name, module in layers:
+            self.add_module(name, module)
+
+    def forward(self, x):
+        m = dict(self.named_children())
+        b1 = m["relu_1x1"](m["1x1"](x))
+        b2 = m["relu_3x3"](m["3x3"](m["relu_3x3_reduce"](m["3x3_reduce"](x))))
+        b3 = m["relu_5x5"](m["5x5"](m["relu_5x5_reduce"](m["5x5_reduce"](x))))
+        b4 = m["relu_pool_proj"](m["pool_proj"](m["pool"](x)))
+        return torch.cat([b1, b2, b3, b4], 1)
+
+
+def googlenet_paper() -> nn.Module:
+    """Szegedy et al. 2014, Table 1 as the paper describes it (no aux heads): biases, LRN, real
+    5x5 kernels, 3x3/2 max pools with ceil_mode, 7x7/1 average pool, dropout 40%, softmax.
+    conv1 pads 3 and floors 112.5 (Caffe's bvlc_googlenet); the spec pads 2+3 (TF `same`):
+    both give 112x112. 6,998,552 params."""
+    inc = {row[0]: PaperInception(*row[1:]) for row in GOOGLENET_INCEPTIONS}
+
+    def lrn():
+        return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+    def pool():
+        return nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+    return Seq(od(
+        ("conv1", nn.Conv2d(3, 64, 7, stride=2, padding=3)), ("relu1", nn.ReLU()),
+        ("pool1", pool()), ("norm1", lrn()),
+        ("conv2_reduce", nn.Conv2d(64, 64, 1)), ("relu2_reduce", nn.ReLU()),
+        ("conv2", nn.Conv2d(64, 192, 3, padding=1)), ("relu2", nn.ReLU()),
+        ("norm2", lrn()), ("pool2", pool()),
+        ("inception_3a", inc["inception_3a"]), ("inception_3b", inc["inception_3b"]),
+        ("pool3", pool()),
+        ("inception_4a", inc["inception_4a"]), ("inception_4b", inc["inception_4b"]),
+        ("inception_4c", inc["inception_4c"]), ("inception_4d", inc["inception_4d"]),
+        ("inception_4e", inc["inception_4e"]),
+        ("pool4", pool()),
+        ("inception_5a", inc["inception_5a"]), ("inception_5b", inc["inception_5b"]),
+        ("pool5", nn.AvgPool2d(7, stride=1)),
+        ("dropout", nn.Dropout(0.4)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(1024, 1000)),
+        ("prob", nn.Softmax(dim=1)),
+    ))
+
+
 # --------------------------------------------------------------------------- ResNet
 class BasicBlock(nn.Module):
     expansion = 1
@@ -510,6 +572,7 @@ REFERENCES: dict[str, Reference] = {
     "vgg16_bn": Reference(functools.partial(vgg, "D", batch_norm=True), (3, 224, 224), 138_365_992, "torchvision vgg16_bn"),
     "vgg19": Reference(functools.partial(vgg, "E"), (3, 224, 224), 143_667_240, "torchvision vgg19"),
     "googlenet": Reference(googlenet, (3, 224, 224), 6_624_904, "torchvision googlenet, no aux"),
+    "googlenet_paper": Reference(googlenet_paper, (3, 224, 224), None, "Szegedy et al. 2014, Table 1"),
     "resnet18": Reference(functools.partial(resnet, 18), (3, 224, 224), 11_689_512, "torchvision"),
     "resnet34": Reference(functools.partial(resnet, 34), (3, 224, 224), 21_797_672, "torchvision"),
     "resnet50": Reference(functools.partial(resnet, 50), (3, 224, 224), 25_557_032, "torchvision"),
@@ -518,8 +581,8 @@ REFERENCES: dict[str, Reference] = {
     "mobilenet_v1": Reference(mobilenet_v1, (3, 224, 224), 4_231_976, "Keras MobileNet 1.0_224"),
     "mobilenet_v2": Reference(mobilenet_v2, (3, 224, 224), 3_504_872, "torchvision mobilenet_v2"),
     # U-Net: 31,030,658 summed by hand from the paper's layer list (1 input channel, 2 classes)
-    "unet": Reference(functools.partial(UNet, padding=1), (1, 512, 512), 31_030_658, "U-Net, padded variant"),
-    "unet_original": Reference(UNet, (1, 572, 572), 31_030_658, "U-Net paper, valid + crop"),
+    "unet": Reference(UNet, (1, 572, 572), 31_030_658, "U-Net paper, valid convs + crop"),
+    "unet_padded": Reference(functools.partial(UNet, padding=1), (1, 512, 512), 31_030_658, "U-Net, padded variant"),
     "dcgan_generator": Reference(dcgan_generator, (100, 1, 1), 3_576_704, "PyTorch DCGAN tutorial"),
     "audio_cnn_1d": Reference(m5, (1, 32000), None, "Dai et al. 2017 M5"),
     "c3d": Reference(c3d, (3, 16, 112, 112), None, "Tran et al. 2015"),

@@ -25,6 +25,9 @@ FOOTERS = {
     "flops": lambda r: compact(r.totals.flops),
     "activations": lambda r: thousands(r.totals.activations),
     "memory": lambda r: short_bytes(r.totals.activation_bytes),
+    "weights_k": lambda r: f"{sum(row.weights for row in r.layers) / 1024:,.0f}K",
+    "params_k": lambda r: f"{r.totals.params / 1024:,.0f}K",
+    "ops_m": lambda r: f"{r.totals.macs / 10**6:,.0f}M",
 }
 QUIET_KINDS = {"relu", "dropout", "flatten"}  # shown dim: they change nothing but the name
 
