@@ -87,6 +87,8 @@ def table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer,
         report, error = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
     except PartialAnalysis as exc:
         report, error = exc.report, exc
+        if not report.layers:
+            fail(error)
     except CnnCalcError as exc:
         fail(exc)
     if depth is not None:
@@ -160,3 +162,8 @@ def main(argv=None) -> None:
 from .commands.layer import explain as _explain_command, layer as _layer_command  # noqa: E402
 cli.add_command(_layer_command)
 cli.add_command(_explain_command)
+from .commands.solve import solve as _solve_command; cli.add_command(_solve_command)  # noqa: E402
+from .commands.check import check as _check_command; cli.add_command(_check_command)  # noqa: E402
+from .commands.validate import validate as _validate_command; cli.add_command(_validate_command)  # noqa: E402
+from .commands.validate import schema as _schema_command; cli.add_command(_schema_command)  # noqa: E402
+from .commands.models import models as _models_command; cli.add_command(_models_command)  # noqa: E402

@@ -1,0 +1,662 @@
+"""Marking answers: a student's (or a spec's `expect`) values against the computed ones.
+
+Data flows one way: a spec is analysed into *blocks* (every layer instance the user can name:
+a leaf's row, or a composite's rows), answers are read (answers file or `expect` entries),
+each answer is judged against its block into a ``Result``. Rendering lives in
+``cnncalc.commands.check``; nothing here prints.
+
+A name means what the user wrote it for: a leaf layer is its own row; a composite (residual,
+branches, repeat, depthwise_separable) is the whole block: its output is its last row's output
+and its counts (params, MACs, ...) are the sums over its rows, as GoogLeNet's table counts an
+inception module.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from .engine import Engine
+from .errors import CnnCalcError, Location, SpecError
+from .report import LayerRow, Report, plain_number
+from .spec.build import Spec
+from .spec.layers import Layer
+from .spec.loader import SourceMap, format_path, load_file
+from .spec.shorthand import from_layout, parse_volume, to_layout
+
+DEFAULT_TOLERANCE = Fraction(1, 200)  # 0.5%: enough for "138M" (0.26% off), strict enough for typos
+
+
+# ----------------------------------------------------------------------------- quantities
+@dataclass(frozen=True)
+class Quantity:
+    key: str
+    label: str  # column header on sheets and in tables
+    kind: str  # "shape", "count", "bytes" or "rf"
+    help: str
+
+
+QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
+    Quantity("output", "output", "shape", "output shape, read in the layout (28x28x6 in hwc, 6x28x28 in chw, 6@28x28)"),
+    Quantity("input", "input", "shape", "input shape, read like output"),
+    Quantity("params", "params", "count", "trainable + non-trainable parameters"),
+    Quantity("trainable_params", "trainable", "count", "weights + biases"),
+    Quantity("weights", "weights", "count", "weights (no biases)"),
+    Quantity("biases", "biases", "count", "biases"),
+    Quantity("macs", "MACs", "count", "weight multiply-accumulates, bias excluded"),
+    Quantity("muls", "MULs", "count", "MACs, or MACs + bias with --muls-with-bias"),
+    Quantity("muls_with_bias", "MULs+bias", "count", "MACs + one multiplication per output for the bias"),
+    Quantity("flops", "FLOPs", "count", "2 x MACs"),
+    Quantity("activations", "activations", "count", "output values (for the batch)"),
+    Quantity("memory", "memory", "bytes", "activation bytes of the output at --dtype"),
+    Quantity("rf", "RF", "rf", "receptive field size in input pixels (7 or 7x7)"),
+]}
+ALIASES = {
+    "activation_bytes": "memory", "bytes": "memory", "shape": "output", "output_shape": "output",
+    "input_shape": "input", "receptive_field": "rf", "connections": "muls_with_bias", "ops": "macs",
+    "parameters": "params", "trainable": "trainable_params", "mults": "muls",
+}
+SHEET_COLUMNS = ("output", "params", "muls")
+
+
+def canonical_quantity(key: Any, loc: Location) -> str:
+    """`activation_bytes` -> `memory`; an unknown key is an error with a close match."""
+    text = str(key).strip().lower()
+    text = ALIASES.get(text, text)
+    if text in QUANTITIES:
+        return text
+    known = list(QUANTITIES) + list(ALIASES)
+    hint = difflib.get_close_matches(text, known, n=1)
+    suggestion = f"; did you mean `{hint[0]}`?" if hint else f"; known: {', '.join(QUANTITIES)}"
+    raise SpecError(f"unknown quantity `{key}`{suggestion}", loc)
+
+
+# ----------------------------------------------------------------------------- conventions
+@dataclass(frozen=True)
+class Conventions:
+    """How a course writes its answers."""
+
+    layout: str = "chw"  # how output shapes like 28x28x6 are read and shown
+    muls_with_bias: bool = False  # `muls` answers mean MACs + bias (the lecture's +1)
+    tolerance: Fraction | None = None  # for rounded answers (138M, 1.2e6); None: DEFAULT_TOLERANCE
+    k: int = 1000  # what K means; M, G, T stay decimal (GoogLeNet's table: 159K params = 159*1024, 128M ops)
+
+    @property
+    def rounded_tolerance(self) -> Fraction:
+        return DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance
+
+    def to_dict(self) -> dict:
+        return {
+            "layout": self.layout,
+            "muls": "muls_with_bias" if self.muls_with_bias else "macs",
+            "k": self.k,
+            "tolerance": float(self.rounded_tolerance),
+            "tolerance_applies_to": "answers written with a unit suffix, a decimal point or an exponent "
+                                    "(138M, 117.6K, 1.2e6); whole numbers written out are compared exactly",
+        }
+
+
+def parse_tolerance(text: str) -> Fraction:
+    """'2%' -> 1/50, '0.02' -> 1/50, '0' -> 0."""
+    raw = str(text).strip()
+    percent = raw.endswith("%")
+    try:
+        value = Fraction(Decimal(raw.rstrip("%").strip()))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"cannot read the tolerance {text!r}; write it like 2% or 0.02") from None
+    value = value / 100 if percent else value
+    if not 0 <= value < 1:
+        raise ValueError(f"the tolerance {text!r} must be at least 0 and below 100%")
+    return value
+
+
+# ----------------------------------------------------------------------------- reading values
+COUNT = re.compile(
+    r"^\s*(?P<number>(?:\d{1,3}(?:[,_]\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE](?P<exp>[+-]?\d+))?"
+    r"\s*(?P<unit>[kKmMgGtT])?(?P<binary>i)?\s*(?P<bytes>B|bytes?)?\s*$")
+UNIT_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4}
+
+
+@dataclass(frozen=True)
+class Number:
+    """A count as written: its value and whether it was rounded (138M, 117.6K, 1.2e6)."""
+
+    value: Fraction
+    rounded: bool
+    unit: str = ""  # the suffix as written, upper-case ("M", "KI"), for showing the expected value
+    factor: int = 1
+
+
+def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
+    if isinstance(written, bool) or not isinstance(written, (int, float, str)):
+        raise ValueError(f"{written!r} is not a number")
+    if isinstance(written, int):
+        if written < 0:
+            raise ValueError(f"{written} is negative")
+        return Number(Fraction(written), rounded=False)
+    if isinstance(written, float):
+        if not math.isfinite(written) or written < 0:
+            raise ValueError(f"{written} is not a count")
+        return Number(Fraction(Decimal(repr(written))), rounded=True)
+    match = COUNT.match(written)
+    if not match or (match["bytes"] and not allow_bytes) or (match["binary"] and not match["unit"]):
+        raise ValueError(f"cannot read {written!r} as a number like 156, 122,304, 117.6K or 138M")
+    value = Fraction(Decimal(match["number"].replace(",", "").replace("_", "")))
+    if match["exp"]:
+        value *= Fraction(10) ** int(match["exp"])
+    unit = (match["unit"] or "").upper()
+    factor = _unit_factor(unit, bool(match["binary"]), k)
+    rounded = bool(unit) or "." in match["number"] or bool(match["exp"])
+    return Number(value * factor, rounded, unit + ("i" if match["binary"] else ""), factor)
+
+
+def _unit_factor(unit: str, binary: bool, k: int) -> int:
+    """Ki, Mi, Gi, Ti are powers of 1024; K is ``k``; M, G, T are powers of 1000."""
+    if not unit:
+        return 1
+    power = UNIT_POWERS[unit]
+    if binary:
+        return 1024**power
+    return k if unit == "K" else 1000**power
+
+
+def parse_shape(written: Any, layout: str) -> tuple[int, ...]:
+    """'28x28x6' (in the layout), '6@28x28' (channels first, as LeCun writes it), [28, 28, 6], 84."""
+    if isinstance(written, bool):
+        raise ValueError(f"{written!r} is not a shape")
+    if isinstance(written, int):
+        return (written,)
+    if isinstance(written, list) and written and all(type(v) is int for v in written):
+        return tuple(from_layout(written, layout))
+    if not isinstance(written, str):
+        raise ValueError(f"{written!r} is not a shape like 28x28x6")
+    text = written.strip().strip("[]()").strip()
+    try:
+        if "@" in text:
+            channels, _, spatial = text.partition("@")
+            return (int(channels), *parse_volume(spatial, "chw"))
+        return tuple(parse_volume(text, layout))
+    except (SpecError, ValueError):
+        raise ValueError(f"cannot read {written!r} as a shape like 28x28x6, 6x28x28 or 6@28x28") from None
+
+
+def parse_rf(written: Any, rank: int) -> tuple:
+    """7 (every axis), '7x7' or [7, 7] -> per-axis sizes."""
+    if isinstance(written, int) and not isinstance(written, bool):
+        return (written,) * max(rank, 1)
+    if isinstance(written, list) and all(isinstance(v, (int, float)) for v in written):
+        return tuple(written)
+    if isinstance(written, str) and re.fullmatch(r"\s*\d+(\s*x\s*\d+)*\s*", written):
+        sizes = tuple(int(p) for p in written.split("x"))
+        return sizes * rank if len(sizes) == 1 else sizes
+    raise ValueError(f"cannot read {written!r} as a receptive field like 7 or 7x7")
+
+
+# ----------------------------------------------------------------------------- blocks
+@dataclass(frozen=True)
+class Block:
+    """One layer instance the user can name: a leaf's row, or all rows of a composite."""
+
+    name: str
+    layer: Layer
+    depth: int  # how many composites enclose it
+    rows: tuple[LayerRow, ...]
+
+    @property
+    def path(self) -> str:
+        return format_path(self.layer._path)
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(row, attr) for row in self.rows)
+
+
+@dataclass
+class Analysis:
+    report: Report
+    blocks: list[Block]
+    error: CnnCalcError | None = None  # the layer that stopped the analysis, if any
+
+    def by_name(self) -> dict[str, Block]:
+        return {block.name: block for block in self.blocks}
+
+
+class TracingEngine(Engine):
+    """The engine, remembering each step's name, nesting depth and the rows it produced."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.spans: list[tuple[Layer, str, int, int, int]] = []  # layer, name, depth, first row, end row
+        self.open_steps = 0
+
+    def step(self, layer, x, scope, name=None):
+        name = name or self.name_for(layer, scope)
+        first, depth = len(self.rows), self.open_steps
+        self.open_steps += 1
+        try:
+            out = super().step(layer, x, scope, name)
+        finally:
+            self.open_steps -= 1
+        self.spans.append((layer, name, depth, first, len(self.rows)))
+        return out
+
+
+def analyze_blocks(spec: Spec, rounding: str = "strict", batch: int = 1, dtype: str = "float32") -> Analysis:
+    """Analyse ``spec`` and record which rows every layer instance (leaf or composite) produced.
+
+    A failing layer does not raise: ``Analysis.error`` holds it, with the rows before it."""
+    engine = TracingEngine(spec, rounding, batch, dtype, "sgd")  # the optimizer plays no part in answers
+    error = None
+    try:
+        engine.run()
+    except CnnCalcError as exc:
+        error = exc
+    report = engine.report()
+    spans = sorted(engine.spans, key=lambda s: (s[3], s[2]))  # execution order, a composite before its children
+    blocks = [Block(name, layer, depth, tuple(report.layers[first:end]))
+              for layer, name, depth, first, end in spans if end > first]
+    return Analysis(report, blocks, error)
+
+
+# ----------------------------------------------------------------------------- answers
+@dataclass(frozen=True)
+class Answer:
+    layer: str
+    quantity: str  # canonical key
+    written: Any  # as the user wrote it
+    loc: Location
+
+
+def read_answers(path: str | Path) -> list[Answer]:
+    """An answers file: CSV (`layer,output,params,...`) or YAML/JSON/TOML (`name: {params: 156}`)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return _read_csv_answers(path)
+    data, source = load_file(path)
+    if not isinstance(data, dict):
+        raise SpecError("an answers file must be a mapping: layer name -> {output: ..., params: ...}",
+                        source.locate(()))
+    answers = []
+    for layer, values in data.items():
+        answers += answers_of_layer(str(layer), values, source, (layer,))
+    return answers
+
+
+def answers_of_layer(layer: str, values: Any, source: SourceMap, path: tuple) -> list[Answer]:
+    if not isinstance(values, dict):
+        raise SpecError(f"the answers for `{layer}` must be a mapping like {{output: 28x28x6, params: 156}}",
+                        source.locate(path))
+    answers = []
+    for key, written in values.items():
+        if written is None:  # `params:` left empty: no answer, as an empty CSV cell
+            continue
+        loc = Location(source.file, source.line_of(path + (key,)), None, layer)
+        answers.append(Answer(layer, canonical_quantity(key, loc), written, loc))
+    return answers
+
+
+def _read_csv_answers(path: Path) -> list[Answer]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SpecError("no such file", Location(str(path))) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot be read ({exc})", Location(str(path))) from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header or header[0].strip().lower() not in ("layer", "name"):
+        raise SpecError("a CSV answers file starts with a header `layer,output,params,...`", Location(str(path), 1))
+    keys = [canonical_quantity(key, Location(str(path), 1)) if key.strip() else None for key in header[1:]]
+    answers = []
+    for cells in reader:
+        if not cells or not cells[0].strip():
+            continue
+        loc = Location(str(path), reader.line_num, None, cells[0].strip())
+        for key, cell in zip(keys, cells[1:]):
+            if key and cell.strip():
+                answers.append(Answer(cells[0].strip(), key, cell.strip(), loc))
+    return answers
+
+
+def answers_from_spec(spec: Spec, blocks: list[Block], errors: list[SpecError] | None = None) -> list[Answer]:
+    """The spec's `expect` entries, one answer per quantity and layer instance (a layer inside
+    a repeat is expected to give the value in every repetition). An unknown quantity raises,
+    or is collected in ``errors`` when given (validate lists every problem)."""
+    lines = _expect_lines(spec.source)
+    answers = []
+    for block in blocks:
+        for key, written in (block.layer.expect or {}).items():
+            line = lines.get((tuple(block.layer._path), key)) or spec.source.line_of(block.layer._path)
+            loc = Location(spec.file, line, block.path or None, block.name)
+            try:
+                answers.append(Answer(block.name, canonical_quantity(key, loc), written, loc))
+            except SpecError as exc:
+                if errors is None:
+                    raise
+                errors.append(exc)
+    return answers
+
+
+def _expect_lines(source: SourceMap) -> dict[tuple, int]:
+    """(layer entry path, quantity) -> line, for `expect` beside or inside the kind key."""
+    lines = {}
+    for path, line in source.lines.items():
+        if len(path) < 3 or path[-2] != "expect":
+            continue
+        entry = path[:-2]
+        if isinstance(entry[-1], str) and len(entry) > 1 and isinstance(entry[-2], int):
+            entry = entry[:-1]  # inside: layers[0].conv.expect.params
+        lines[(entry, path[-1])] = line
+    return lines
+
+
+# ----------------------------------------------------------------------------- judging
+@dataclass(frozen=True)
+class Result:
+    answer: Answer
+    expected: Any  # exact, as plain data: int, [C, *spatial], per-axis list; None for an unknown layer
+    expected_text: str
+    correct: bool
+    formula: str | None
+    message: str  # the verdict in words
+
+    @property
+    def quantity(self) -> str | None:
+        return self.answer.quantity
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.answer.layer,
+            "quantity": self.answer.quantity,
+            "answer": self.answer.written,
+            "expected": self.expected,
+            "expected_text": self.expected_text,
+            "correct": self.correct,
+            "formula": self.formula,
+            "message": self.message,
+            "file": self.answer.loc.file,
+            "line": self.answer.loc.line,
+        }
+
+
+def judge_all(answers: list[Answer], blocks: list[Block], conventions: Conventions) -> list[Result]:
+    """One result per answer; answers for a layer that does not exist give one result per name."""
+    by_name = {block.name: block for block in blocks}
+    results, unknown = [], set()
+    for answer in answers:
+        block = by_name.get(answer.layer)
+        if block is not None:
+            results.append(judge(answer, block, conventions))
+        elif answer.layer not in unknown:
+            unknown.add(answer.layer)
+            results.append(unknown_layer(answer, list(by_name)))
+    return results
+
+
+def unknown_layer(answer: Answer, names: list[str]) -> Result:
+    hint = difflib.get_close_matches(answer.layer, names, n=1, cutoff=0.5)
+    suggestion = f"; did you mean `{hint[0]}`?" if hint else ""
+    unnamed = Answer(answer.layer, None, None, answer.loc)
+    return Result(unnamed, None, "", False, None, f"no layer is called `{answer.layer}`{suggestion}")
+
+
+def judge(answer: Answer, block: Block, conventions: Conventions) -> Result:
+    """Right or wrong, with the correct value and the formula that gives it.
+    An answer that cannot be read raises SpecError (located at the answer)."""
+    quantity = QUANTITIES[answer.quantity]
+    try:
+        compare = COMPARE[quantity.kind]
+        correct, expected, expected_text = compare(answer, block, conventions)
+    except ValueError as exc:
+        raise SpecError(f"{answer.quantity}: {exc}", answer.loc) from None
+    formula = explain(block, answer.quantity, conventions)
+    message = "right" if correct else f"wrong: {answer.quantity} = {expected_text}"
+    return Result(answer, expected, expected_text, correct, formula, message)
+
+
+def _compare_shape(answer: Answer, block: Block, conventions: Conventions):
+    actual = shape_of(block, answer.quantity)
+    written = parse_shape(answer.written, conventions.layout)
+    return written == actual, list(actual), shape_text(actual, conventions.layout)
+
+
+def _compare_count(answer: Answer, block: Block, conventions: Conventions):
+    actual = count_of(block, answer.quantity, conventions)
+    number = parse_count(answer.written, conventions.k, QUANTITIES[answer.quantity].kind == "bytes")
+    if number.rounded:
+        slack = conventions.rounded_tolerance * actual
+        correct = abs(number.value - actual) <= slack
+        shown = f"{actual:,} = {float(Fraction(actual, number.factor)):.4g}{number.unit}" if number.unit else f"{actual:,}"
+    else:
+        correct, shown = number.value == actual, f"{actual:,}"
+    return correct, actual, shown
+
+
+def _compare_rf(answer: Answer, block: Block, conventions: Conventions):
+    actual = tuple(plain_number(s) for s in block.rows[-1].receptive_field.size)
+    written = parse_rf(answer.written, len(actual))
+    return tuple(written) == actual, list(actual), "x".join(map(str, actual))
+
+
+COMPARE: dict[str, Callable] = {"shape": _compare_shape, "count": _compare_count, "bytes": _compare_count,
+                                "rf": _compare_rf}
+
+
+def shape_of(block: Block, key: str) -> tuple[int, ...]:
+    return block.rows[0].input_shape if key == "input" else block.rows[-1].output_shape
+
+
+def shape_text(shape, layout: str) -> str:
+    return "x".join(map(str, to_layout(shape, layout)))
+
+
+COUNT_ATTRS = {"params": "params", "trainable_params": "trainable_params", "weights": "weights",
+               "biases": "biases", "macs": "macs", "muls_with_bias": "muls_with_bias",
+               "activations": "activations", "memory": "activation_bytes"}
+
+
+def count_of(block: Block, key: str, conventions: Conventions) -> int:
+    if key == "muls":
+        key = "muls_with_bias" if conventions.muls_with_bias else "macs"
+    if key == "flops":
+        return 2 * block.total("macs")
+    return block.total(COUNT_ATTRS[key])
+
+
+def value_of(block: Block, key: str, conventions: Conventions):
+    """The exact value of a quantity, as plain data (for sheets)."""
+    kind = QUANTITIES[key].kind
+    if kind == "shape":
+        return list(shape_of(block, key))
+    if kind == "rf":
+        return [plain_number(s) for s in block.rows[-1].receptive_field.size]
+    return count_of(block, key, conventions)
+
+
+def value_text(block: Block, key: str, conventions: Conventions) -> str:
+    value = value_of(block, key, conventions)
+    kind = QUANTITIES[key].kind
+    if kind == "shape":
+        return shape_text(value, conventions.layout)
+    if kind == "rf":
+        return "x".join(map(str, value))
+    return f"{value:,}"
+
+
+# ----------------------------------------------------------------------------- formulas
+def explain(block: Block, key: str, conventions: Conventions) -> str:
+    """The formula that gives a value, with the numbers plugged in."""
+    if key == "muls":
+        key = "muls_with_bias" if conventions.muls_with_bias else "macs"
+    if len(block.rows) == 1:
+        return ROW_FORMULAS[key](block.rows[0], conventions)
+    last = block.rows[-1]
+    if QUANTITIES[key].kind in ("shape", "rf"):
+        row = block.rows[0] if key == "input" else last
+        which = "first" if key == "input" else "last"
+        return f"{which} layer of the block, {row.name}: {ROW_FORMULAS[key](row, conventions)}"
+    values = [count_of(Block(r.name, block.layer, 0, (r,)), key, conventions) for r in block.rows]
+    nonzero = [v for v in values if v]
+    terms = " + ".join(f"{v:,}" for v in nonzero) if 1 < len(nonzero) <= 6 else ""
+    total = sum(values)
+    summed = f"{terms} = {total:,}" if terms else f"{total:,}"
+    return f"sum over the block's {len(block.rows)} layers: {summed}"
+
+
+EXPLAIN_NAMES = ("params", "MACs", "MULs with bias")  # the other explain lines are output sizes (W2 = ...)
+
+
+def _explained(row: LayerRow, name: str) -> str | None:
+    """The row's own worked line for ``name`` (`params = (F*F*D1 + 1)*K = ... = 156`), if it has one."""
+    return next((line for line in row.explain if line.startswith(name + " = ")), None)
+
+
+def _per_batch(row: LayerRow, line: str, total: int) -> str:
+    """Explain lines are per sample; counts in the report are for the whole batch."""
+    batch = _batch(row)
+    return f"{line}; x batch {batch} = {total:,}" if batch > 1 else line
+
+
+def _batch(row: LayerRow) -> int:
+    return row.activations // math.prod(row.output_shape) if row.output_shape else 1
+
+
+MERGE_WORDS = {"concat": "concatenated on channels", "add": "added element by element"}
+
+
+def _output_formula(row: LayerRow, conventions: Conventions) -> str:
+    lines = [line for line in row.explain if not line.startswith(EXPLAIN_NAMES)]
+    shown = shape_text(row.output_shape, conventions.layout)
+    if lines:
+        return "; ".join(lines) + f" -> {shown}"
+    if row.kind in MERGE_WORDS:
+        return f"{row.kind}: the inputs {MERGE_WORDS[row.kind]} -> {shown}"
+    if row.kind == "linear":
+        return f"{row.output_shape[0]} features -> {shown}"
+    if len(row.output_shape) == 1 and len(row.input_shape) > 1:
+        return f"flatten: {'*'.join(map(str, row.input_shape))} = {row.output_shape[0]:,}"
+    if row.output_shape == row.input_shape:
+        return f"{row.kind} keeps the shape: {shown}"
+    return f"{row.kind}: {shape_text(row.input_shape, conventions.layout)} -> {shown}"
+
+
+def _input_formula(row: LayerRow, conventions: Conventions) -> str:
+    return f"the output of the layer before: {shape_text(row.input_shape, conventions.layout)}"
+
+
+def _params_formula(row: LayerRow, conventions: Conventions) -> str:
+    line = _explained(row, "params")
+    if line and not row.buffers:
+        return line
+    if not row.params:
+        return f"0: {row.kind} has no parameters"
+    extra = f" + {row.buffers:,} non-trainable (running mean and variance)" if row.buffers else ""
+    return f"{row.weights:,} weights + {row.biases:,} biases{extra} = {row.params:,}"
+
+
+def _trainable_formula(row: LayerRow, conventions: Conventions) -> str:
+    return f"{row.weights:,} weights + {row.biases:,} biases = {row.trainable_params:,}"
+
+
+def _weights_formula(row: LayerRow, conventions: Conventions) -> str:
+    line = _explained(row, "params")
+    if line and not row.biases:
+        return line.replace("params", "weights", 1)
+    if not row.weights:
+        return f"0: {row.kind} has no weights"
+    return f"weights = trainable params - biases = {row.trainable_params:,} - {row.biases:,} = {row.weights:,}"
+
+
+def _biases_formula(row: LayerRow, conventions: Conventions) -> str:
+    if not row.biases:
+        return f"0: {row.kind} has no biases"
+    return f"one per output channel: {row.biases:,}"
+
+
+def _macs_formula(row: LayerRow, conventions: Conventions) -> str:
+    if not row.macs:
+        return f"0: only conv, conv_transpose and linear layers multiply by weights ({row.kind} does not)"
+    line = _explained(row, "MACs")
+    return _per_batch(row, line, row.macs) if line else f"MACs = {row.macs:,}"
+
+
+def _muls_with_bias_formula(row: LayerRow, conventions: Conventions) -> str:
+    if not row.bias_muls:
+        return _macs_formula(row, conventions) + " (no bias)"
+    line = _explained(row, "MULs with bias")
+    if line:
+        return _per_batch(row, line, row.muls_with_bias)
+    return f"MACs + one per output = {row.macs:,} + {row.bias_muls:,} = {row.muls_with_bias:,}"
+
+
+def _flops_formula(row: LayerRow, conventions: Conventions) -> str:
+    return f"FLOPs = 2 x MACs = 2 x {row.macs:,} = {2 * row.macs:,}"
+
+
+def _activations_formula(row: LayerRow, conventions: Conventions) -> str:
+    batch = _batch(row)
+    elements = "*".join(map(str, row.output_shape)) + (f"*{batch}" if batch > 1 else "")
+    return f"{elements} = {row.activations:,} values"
+
+
+def _memory_formula(row: LayerRow, conventions: Conventions) -> str:
+    per = row.activation_bytes // row.activations if row.activations else 0
+    return f"{row.activations:,} values x {per} B = {row.activation_bytes:,} B"
+
+
+def _rf_formula(row: LayerRow, conventions: Conventions) -> str:
+    rf = row.receptive_field
+    size = "x".join(str(plain_number(s)) for s in rf.size)
+    jump = "x".join(str(plain_number(j)) for j in rf.jump)
+    return f"r_out = r_in + D*(F-1)*j_in = {size} (jump {jump})"
+
+
+ROW_FORMULAS: dict[str, Callable[[LayerRow, Conventions], str]] = {
+    "output": _output_formula, "input": _input_formula, "params": _params_formula,
+    "trainable_params": _trainable_formula, "weights": _weights_formula, "biases": _biases_formula,
+    "macs": _macs_formula, "muls_with_bias": _muls_with_bias_formula, "flops": _flops_formula,
+    "activations": _activations_formula, "memory": _memory_formula, "rf": _rf_formula,
+}
+
+
+# ----------------------------------------------------------------------------- sheets
+@dataclass
+class Sheet:
+    """An answer sheet: blank (cells to fill in) or the solution."""
+
+    name: str
+    layout: str
+    solution: bool
+    columns: tuple[str, ...]
+    rows: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)  # name, values, texts
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "sheet": "solution" if self.solution else "blank",
+            "layout": self.layout,
+            "columns": list(self.columns),
+            "rows": [{"layer": name, **{key: values.get(key) for key in self.columns}}
+                     for name, values, _ in self.rows],
+        }
+
+
+def make_sheet(analysis: Analysis, conventions: Conventions, solution: bool,
+               columns: tuple[str, ...] = SHEET_COLUMNS, depth: int | None = None) -> Sheet:
+    sheet = Sheet(analysis.report.name, conventions.layout, solution, columns)
+    for block in analysis.blocks:
+        if depth is not None and block.depth > depth:
+            continue
+        if solution:
+            values = {key: value_of(block, key, conventions) for key in columns}
+            texts = {key: value_text(block, key, conventions) for key in columns}
+        else:
+            values, texts = {}, {key: "" for key in columns}
+        sheet.rows.append((block.name, values, texts))
+    return sheet

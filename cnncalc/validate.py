@@ -1,0 +1,211 @@
+"""`cnncalc validate`: every problem of every spec file, located, for CI and pre-commit.
+
+A problem has a kind:
+  parse   the file cannot be read as a spec (syntax, unknown kinds or keys, bad values, names)
+  fit     a layer cannot be applied: a size that is not whole (under strict rounding) or a
+          shape that does not work (channels, empty outputs, mismatched adds)
+  expect  a layer's `expect` value differs from the computed one
+  budget  the network exceeds max_params, max_macs or max_memory
+
+All problems of a file are collected: sizes that are not whole are reported one per layer
+(the analysis goes on with the floored size, as PyTorch would), and a hard error stops only
+that file. Nothing here prints; ``cnncalc.commands.validate`` renders.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CnnCalcError, Location, ShapeError, SpecError
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+SKIPPED_DIRS = ("__pycache__", "node_modules")  # and every folder whose name starts with a dot
+GLOB_CHARS = re.compile(r"[*?\[]")
+KINDS = ("parse", "fit", "expect", "budget")
+
+
+@dataclass(frozen=True)
+class Budget:
+    key: str  # as in the spec's `budgets:` mapping
+    option: str  # the CLI option that overrides it
+    noun: str
+
+
+BUDGETS = (
+    Budget("max_params", "--max-params", "params"),
+    Budget("max_macs", "--max-macs", "MACs"),
+    Budget("max_memory", "--max-memory", "inference memory"),
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # one of KINDS
+    loc: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {**self.loc.to_dict(), "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Options:
+    rounding: str = "strict"
+    budgets: dict = field(default_factory=dict)  # from the CLI: key -> (limit, as written); wins over the spec's
+    batch: int = 1
+    dtype: str = "float32"
+
+
+@dataclass
+class Run:
+    files: list[Path]
+    problems: list[Problem]
+    rounding: str = "strict"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"files": len(self.files), "problems": [p.to_dict() for p in self.problems], "ok": self.ok,
+                "checked": [str(f) for f in self.files]}
+
+
+# ----------------------------------------------------------------------------- which files
+def spec_files(arguments: list[str]) -> list[Path]:
+    """Files as given, directories searched recursively for spec files, globs expanded.
+    A path that does not exist, or a glob that matches nothing, is unusable input."""
+    files: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.exists():
+            files += _expand(path)
+        elif GLOB_CHARS.search(argument):
+            from glob import glob
+
+            matches = sorted(glob(argument, recursive=True))
+            if not matches:
+                raise SpecError("matches no file", Location(argument))
+            for match in matches:
+                files += _expand(Path(match))
+        else:
+            raise SpecError("no such file or directory", Location(argument))
+    unique = list(dict.fromkeys(files))
+    if not unique:
+        raise SpecError(f"no spec files ({', '.join('*' + s for s in SPEC_SUFFIXES)}) found",
+                        Location(" ".join(arguments)))
+    return unique
+
+
+def _expand(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    found = []
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d not in SKIPPED_DIRS)
+        found += [Path(folder) / name for name in sorted(names) if name.lower().endswith(SPEC_SUFFIXES)]
+    return found
+
+
+# ----------------------------------------------------------------------------- one file
+def validate_paths(arguments: list[str], options: Options) -> Run:
+    files = spec_files(arguments)
+    problems = [problem for path in files for problem in validate_file(path, options)]
+    return Run(files, problems, options.rounding)
+
+
+def validate_file(path: Path, options: Options) -> list[Problem]:
+    from .api import load_spec
+    from .check import analyze_blocks
+
+    try:
+        spec = load_spec(path)
+    except CnnCalcError as exc:
+        return [Problem("parse", exc.loc, exc.message)]
+    strict = options.rounding == "strict"
+    # Under strict rounding, go on with floor so every misfit is found, not only the first.
+    analysis = analyze_blocks(spec, "floor" if strict else options.rounding, options.batch, options.dtype)
+    problems = [Problem("fit", w.loc, w.message) for w in analysis.report.warnings] if strict else []
+    if analysis.error:
+        problems.append(Problem(_error_kind(analysis.error), analysis.error.loc, analysis.error.message))
+    problems += expectation_problems(spec, analysis)
+    if not analysis.error:  # totals of a half-analysed network say nothing about the budget
+        problems += budget_problems(spec, analysis.report, options)
+    return _in_file_order(problems)
+
+
+def _error_kind(error: CnnCalcError) -> str:
+    return "parse" if isinstance(error, SpecError) and not isinstance(error, ShapeError) else "fit"
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.loc.line is None, p.loc.line or 0))
+
+
+# ----------------------------------------------------------------------------- expectations
+def expectation_problems(spec, analysis) -> list[Problem]:
+    from .check import Conventions, answers_from_spec, judge
+
+    errors: list[SpecError] = []
+    answers = answers_from_spec(spec, analysis.blocks, errors)
+    problems = [Problem("parse", e.loc, e.message) for e in errors]
+    conventions = Conventions(layout=spec.layout)
+    blocks = analysis.by_name()
+    for answer in answers:
+        try:
+            result = judge(answer, blocks[answer.layer], conventions)
+        except SpecError as exc:
+            problems.append(Problem("parse", exc.loc, f"`expect` {exc.message}"))
+            continue
+        if not result.correct:
+            message = (f"expected {answer.quantity} {answer.written}, but it is {result.expected_text}"
+                       f" ({result.formula})")
+            problems.append(Problem("expect", answer.loc, message))
+    return problems
+
+
+# ----------------------------------------------------------------------------- budgets
+def budget_problems(spec, report, options: Options) -> list[Problem]:
+    from .units import parse_quantity
+
+    problems = []
+    for budget in BUDGETS:
+        if budget.key in options.budgets:
+            limit, written = options.budgets[budget.key]
+            loc, source = Location(spec.file), budget.option
+        elif budget.key in spec.budgets:
+            written = spec.budgets[budget.key]
+            loc, source = spec.source.locate(("budgets", budget.key)), "the budget"
+            try:
+                limit = parse_quantity(written)
+            except ValueError as exc:
+                problems.append(Problem("parse", loc, f"`budgets.{budget.key}`: {exc}"))
+                continue
+        else:
+            continue
+        actual = budget_value(budget.key, report)
+        if actual > limit:
+            problems.append(Problem("budget", loc, budget_message(budget, report, actual, limit, written, source)))
+    return problems
+
+
+def budget_value(key: str, report) -> int:
+    totals = report.totals
+    return {"max_params": totals.params, "max_macs": totals.macs, "max_memory": totals.inference_bytes}[key]
+
+
+def budget_message(budget: Budget, report, actual: int, limit: int, written, source: str) -> str:
+    from .units import human_bytes
+
+    unit = " B" if budget.key == "max_memory" else ""
+    limit_text = f"{written} ({limit:,}{unit})" if str(written) != str(limit) else f"{limit:,}{unit}"
+    if budget.key == "max_memory":
+        return (f"inference memory {actual:,} B ({human_bytes(actual)}: params + peak live activations, "
+                f"{report.dtype}, batch {report.batch}) exceeds {source} of {limit_text}")
+    return f"{actual:,} {budget.noun} exceed {source} of {limit_text}"
