@@ -21,8 +21,11 @@ def load_spec(source):
     return _load_spec(source)
 
 
-def analyze(spec, rounding: str = "floor", batch: int = 1, dtype: str = "float32", optimizer: str = "sgd"):
-    """Infer every layer; returns a Report (``to_dict()`` is the JSON contract)."""
+def analyze(spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd"):
+    """Infer every layer; returns a Report (``to_dict()`` is the JSON contract).
+
+    rounding: "floor" (PyTorch), "ceil" or "strict" (the lecture); None = the spec's `rounding`
+    key, else floor."""
     from .api import analyze as _analyze
 
     return _analyze(spec, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)

@@ -27,6 +27,6 @@ def load_spec(source: Any) -> Spec:
                     Location())
 
 
-def analyze(spec: Any, rounding: str = "floor", batch: int = 1, dtype: str = "float32",
+def analyze(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
             optimizer: str = "sgd") -> Report:
     return _analyze_spec(load_spec(spec), rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)

@@ -68,8 +68,9 @@ def cli():
 @cli.command()
 @click.argument("spec")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--rounding", type=click.Choice(["floor", "ceil", "strict"]), default="floor", show_default=True,
-              help="What a size that is not whole means: floor/ceil warn (PyTorch), strict is an error.")
+@click.option("--rounding", type=click.Choice(["floor", "ceil", "strict"]), default=None,
+              help="What a size that is not whole means: floor/ceil warn (PyTorch), strict is an error. "
+                   "Default: the spec's `rounding`, else floor.")
 @click.option("--columns", callback=split_columns, help="Comma-separated columns, e.g. name,output,params.")
 @click.option("--depth", type=click.IntRange(min=0), default=None,
               help="Fold layers nested deeper than this into their composite's row (0 = one row per top-level entry).")

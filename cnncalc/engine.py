@@ -313,10 +313,12 @@ def _referenced_names(layers: list[Layer]) -> set[str]:
     return names
 
 
-def analyze(spec: Spec, rounding: str = "floor", batch: int = 1, dtype: str = "float32",
+def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
             optimizer: str = "sgd") -> Report:
     """Infer every layer of ``spec``. A failing layer raises ``PartialAnalysis`` (a CnnCalcError)
-    whose ``report`` holds the rows before it."""
+    whose ``report`` holds the rows before it. ``rounding=None`` takes the spec's own ``rounding``
+    key, else floor (PyTorch)."""
+    rounding = rounding or spec.rounding or "floor"
     _check_options(rounding, batch, dtype, optimizer)
     engine = Engine(spec, rounding, batch, dtype, optimizer)
     try:

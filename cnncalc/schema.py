@@ -59,6 +59,8 @@ def _top_level() -> dict:
         },
         "layout": {"enum": ["chw", "hwc"], "default": "chw",
                    "description": "how `input` strings are read and shapes shown: channels first or last"},
+        "rounding": {"enum": ["floor", "ceil", "strict"],
+                     "description": "the rounding the network is written for; a command's --rounding wins"},
         "layers": {**LAYERS, "minItems": 1, "description": "the layer list"},
         "budgets": _budgets(),
         "input_values": {"description": "explicit input numbers for `cnncalc run` (nested lists, [C, *spatial])"},

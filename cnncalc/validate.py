@@ -55,7 +55,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class Options:
-    rounding: str = "strict"
+    rounding: str | None = None  # None: each spec's own `rounding`, else strict
     budgets: dict = field(default_factory=dict)  # from the CLI: key -> (limit, as written); wins over the spec's
     batch: int = 1
     dtype: str = "float32"
@@ -116,7 +116,7 @@ def _expand(path: Path) -> list[Path]:
 def validate_paths(arguments: list[str], options: Options) -> Run:
     files = spec_files(arguments)
     problems = [problem for path in files for problem in validate_file(path, options)]
-    return Run(files, problems, options.rounding)
+    return Run(files, problems, options.rounding or "strict")
 
 
 def validate_file(path: Path, options: Options) -> list[Problem]:
@@ -127,9 +127,10 @@ def validate_file(path: Path, options: Options) -> list[Problem]:
         spec = load_spec(path)
     except CnnCalcError as exc:
         return [Problem("parse", exc.loc, exc.message)]
-    strict = options.rounding == "strict"
+    rounding = options.rounding or spec.rounding or "strict"
+    strict = rounding == "strict"
     # Under strict rounding, go on with floor so every misfit is found, not only the first.
-    analysis = analyze_blocks(spec, "floor" if strict else options.rounding, options.batch, options.dtype)
+    analysis = analyze_blocks(spec, "floor" if strict else rounding, options.batch, options.dtype)
     problems = [Problem("fit", w.loc, w.message) for w in analysis.report.warnings] if strict else []
     if analysis.error:
         problems.append(Problem(_error_kind(analysis.error), analysis.error.loc, analysis.error.message))

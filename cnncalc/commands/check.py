@@ -44,7 +44,7 @@ def _sheet_columns(ctx, param, value: str):
               help="Answers to mark: YAML/JSON/TOML (layer: {output: .., params: ..}) or CSV (layer,output,...). "
                    "Default: the spec's `expect` entries.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="strict", show_default=True,
+@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
               help="What a size that is not whole means: strict (the lecture) is an error.")
 @click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None,
               help="How shapes like 28x28x6 are read and shown (default: the spec's layout).")
@@ -86,7 +86,7 @@ def check(spec, answers, fmt, rounding, layout, muls_with_bias, tolerance, k, ba
         if output_file:
             refuse_to_overwrite(output_file, [loaded.file, answers])
         conventions = Conventions(layout or loaded.layout, muls_with_bias, tolerance, int(k))
-        analysis = analyze_blocks(loaded, rounding, batch, dtype)
+        analysis = analyze_blocks(loaded, rounding or loaded.rounding or "strict", batch, dtype)
         if analysis.error:
             raise analysis.error
         if sheet:

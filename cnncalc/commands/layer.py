@@ -108,7 +108,8 @@ def show_rows(report, fmt: str, explain: bool, only: str | None = None) -> None:
 @click.command()
 @click.argument("spec")
 @click.option("--layer", "only", default=None, help="Explain only the layer with this name.")
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="floor", show_default=True)
+@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
+              help="Default: the spec's `rounding`, else floor.")
 @click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None)
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),

@@ -27,7 +27,7 @@ def _budget(ctx, param, value):
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: one `file:line: layer: message` line per problem; json: one object.")
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="strict", show_default=True,
+@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
               help="strict: a size that is not whole is a problem; floor/ceil accept it, as PyTorch does.")
 @click.option("--max-params", callback=_budget, metavar="N", help="Most parameters allowed, e.g. 25M.")
 @click.option("--max-macs", callback=_budget, metavar="N", help="Most MACs allowed, e.g. 5G.")

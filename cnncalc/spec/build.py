@@ -18,7 +18,8 @@ from .loader import DataPath, SourceMap, format_path
 from .shorthand import canonical_kind, from_layout, parse_one_line, parse_vgg, parse_volume
 
 META_KEYS = ("name", "from", "expect")
-TOP_KEYS = ("name", "description", "input", "layout", "layers", "budgets", "input_values")
+TOP_KEYS = ("name", "description", "input", "layout", "rounding", "layers", "budgets", "input_values")
+ROUNDINGS = ("floor", "ceil", "strict")
 BUDGET_KEYS = ("max_params", "max_macs", "max_memory")
 MAX_NESTING = 32  # composites inside composites
 MAX_LAYERS = 1_000_000  # entries in the file, before repeat
@@ -32,6 +33,7 @@ class Spec:
     input: tuple[int, ...]
     layers: list[Layer]
     layout: str = "chw"
+    rounding: str | None = None  # the convention the network is written for; commands' options win
     description: str | None = None
     budgets: dict[str, Any] = field(default_factory=dict)
     input_values: Any = None
@@ -57,6 +59,10 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     layout = data.get("layout", "chw")
     if layout not in ("chw", "hwc"):
         raise SpecError(f"`layout` must be chw or hwc, not {layout!r}", source.locate(("layout",)))
+    rounding = data.get("rounding")
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise SpecError(f"`rounding` must be one of {', '.join(ROUNDINGS)}, not {rounding!r}",
+                        source.locate(("rounding",)))
     name = data.get("name", default_name)
     if not isinstance(name, (str, int, float)):
         raise SpecError("`name` must be text", source.locate(("name",)))
@@ -70,6 +76,7 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
         input=read_input(data["input"], layout, source.locate(("input",))),
         layers=layers,
         layout=layout,
+        rounding=rounding,
         budgets=_budgets(data.get("budgets"), source),
         input_values=data.get("input_values"),
         source=source,
