@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -78,6 +79,39 @@ def cli():
 @analysis_options
 def table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
+    with_output_cache(spec, click.get_current_context().params,
+                      lambda: make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout))
+
+
+def with_output_cache(spec: str, params: dict, produce) -> None:
+    """Replay a stored run when nothing it depends on changed (see cache.py); else run and store."""
+    from . import cache, zoo
+
+    folder = cache.cache_dir()
+    spec_file = Path(spec) if Path(spec).is_file() or not zoo.is_model_name(spec) else zoo.zoo_dir() / f"{spec}.yaml"
+    key = cache.key_for(spec_file, sorted(map(str, params.items()))) if folder else None
+    if key is None:
+        produce()
+        return
+    code = cache.replay(folder, key)
+    if code is not None:
+        sys.exit(code)
+    out, err = cache.Recorder(sys.stdout), cache.Recorder(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    code = None
+    try:
+        produce()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        raise
+    finally:
+        sys.stdout, sys.stderr = out.stream, err.stream
+        if code is not None:  # a crash is never replayed
+            cache.store(folder, key, out.text(), err.text(), code)
+
+
+def make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout) -> None:
     from .api import analyze, load_spec
     from .engine import PartialAnalysis
 
