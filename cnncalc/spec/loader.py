@@ -126,9 +126,9 @@ class _NodeReader:
             node, path, parent, slot, active = stack.pop()
             self.visited += 1
             if self.visited > MAX_NODES:
-                raise SpecError(
+                raise SpecError(  # located at the top-level key: the expanded path means nothing to a user
                     f"expands to more than {MAX_NODES:,} values (alias bomb?); refusing to load it",
-                    self.source.locate(path),
+                    self.source.locate(path[:1]),
                 )
             if len(path) > MAX_DEPTH:
                 raise SpecError(f"is nested more than {MAX_DEPTH} levels deep", self.source.locate(path))
