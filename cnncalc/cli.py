@@ -76,11 +76,18 @@ def cli():
 @click.option("--depth", type=click.IntRange(min=0), default=None,
               help="Fold layers nested deeper than this into their composite's row (0 = one row per top-level entry).")
 @click.option("--explain", is_flag=True, help="After the table, every formula with the numbers plugged in.")
+@click.option("--output", "output_file", default=None, metavar="FILE",
+              help="Write the report to FILE (atomically; never over the spec) instead of stdout.")
 @analysis_options
-def table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout):
+def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtype, optimizer, layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
-    with_output_cache(spec, click.get_current_context().params,
-                      lambda: make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout))
+    def produce():
+        make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout, output_file)
+
+    if output_file:
+        produce()  # a file is written every time: the cache only replays terminal output
+    else:
+        with_output_cache(spec, click.get_current_context().params, produce)
 
 
 def with_output_cache(spec: str, params: dict, produce) -> None:
@@ -111,12 +118,17 @@ def with_output_cache(spec: str, params: dict, produce) -> None:
             cache.store(folder, key, out.text(), err.text(), code)
 
 
-def make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout) -> None:
+def make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optimizer, layout,
+               output_file=None) -> None:
     from .api import analyze, load_spec
     from .engine import PartialAnalysis
 
     try:
         loaded = load_spec(spec)
+        if output_file:
+            from .output import refuse_to_overwrite
+
+            refuse_to_overwrite(output_file, [loaded.file])
         if layout:
             loaded.layout = layout
         report, error = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
@@ -130,34 +142,60 @@ def make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optim
         from .report import fold_to_depth
 
         report = fold_to_depth(report, depth)
-    emit_report(report, fmt, columns, error)
-    if explain and fmt == "table":
-        from .render.explain import explanation_text
+    if output_file:
+        from .output import write_atomically
 
-        click.echo("\n" + explanation_text(report), nl=False)
+        try:
+            write_atomically(output_file, rendered_text(report, fmt, columns, error, explain))
+        except CnnCalcError as exc:
+            fail(exc)
+        print_warnings(report)
+    else:
+        emit_report(report, fmt, columns, error, explain)
     if error:
         fail(error)
 
 
-def emit_report(report, fmt: str, columns, error: CnnCalcError | None = None) -> None:
+def rendered_text(report, fmt: str, columns, error: CnnCalcError | None, explain: bool) -> str:
+    """The report as text in one of the formats (the table without colours)."""
     from .render import text
 
-    if fmt == "table":
-        from .render.table import print_table
-
-        print_table(report, columns, console())
-        return
     if fmt == "json":
         import json
 
         data = report.to_dict()
         if error:
             data["error"] = {**error.loc.to_dict(), "message": error.message}
-        click.echo(json.dumps(data, indent=2))
-    elif fmt == "csv":
-        click.echo(text.to_csv(report, columns), nl=False)
-    else:
-        click.echo(text.to_markdown(report, columns), nl=False)
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "csv":
+        return text.to_csv(report, columns)
+    if fmt == "markdown":
+        return text.to_markdown(report, columns)
+    from .render.table import render_table
+
+    body = render_table(report, columns).plain + "\n"
+    if explain:
+        from .render.explain import explanation_text
+
+        body += "\n" + explanation_text(report)
+    return body
+
+
+def emit_report(report, fmt: str, columns, error: CnnCalcError | None = None, explain: bool = False) -> None:
+    if fmt == "table":
+        from .render.table import print_table
+
+        print_table(report, columns, console())
+        if explain:
+            from .render.explain import explanation_text
+
+            click.echo("\n" + explanation_text(report), nl=False)
+        return
+    click.echo(rendered_text(report, fmt, columns, error, explain), nl=False)
+    print_warnings(report)
+
+
+def print_warnings(report) -> None:
     for warning in report.warnings:
         click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
 

@@ -61,3 +61,16 @@ def test_unknown_column_is_a_usage_error():
     result = CliRunner().invoke(cli, ["table", str(CASES / "lenet.yaml"), "--columns", "name,bogus"])
     assert result.exit_code == 2
     assert "unknown column 'bogus'" in result.output
+
+
+def test_output_file_is_written_atomically_and_never_over_the_spec(tmp_path):
+    spec = tmp_path / "net.yaml"
+    spec.write_text((CASES / "lenet.yaml").read_text())
+    report = tmp_path / "report.csv"
+    result = CliRunner().invoke(cli, ["table", str(spec), "--format", "csv", "--output", str(report)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert report.read_text().startswith("index,name,kind,hyper,input,output,params")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary left behind
+    refused = CliRunner().invoke(cli, ["table", str(spec), "--output", str(spec)])
+    assert refused.exit_code == 2 and "refusing to overwrite the input file" in refused.stderr
+    assert spec.read_text() == (CASES / "lenet.yaml").read_text()

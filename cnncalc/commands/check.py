@@ -5,9 +5,7 @@ come in when the command runs.
 """
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -78,6 +76,7 @@ def check(spec, answers, fmt, rounding, layout, muls_with_bias, tolerance, k, ba
     from ..check import Conventions, analyze_blocks
     from ..cli import fail
     from ..errors import CnnCalcError
+    from ..output import refuse_to_overwrite
 
     if sheet and answers:
         raise click.UsageError("--sheet prints a sheet; it takes no --answers")
@@ -117,53 +116,13 @@ def mark(spec, analysis, answers_file: str | None, conventions):
 
 
 # ----------------------------------------------------------------------------- output files
-def refuse_to_overwrite(output_file: str, inputs: list[str | None]) -> None:
-    """The sheet must never replace the spec or the answers it was made from."""
-    from ..errors import Location, SpecError
-
-    target = Path(output_file)
-    for source in filter(None, inputs):
-        same = target.exists() and Path(source).exists() and os.path.samefile(target, source)
-        if same or target.resolve() == Path(source).resolve():
-            raise SpecError(f"refusing to overwrite the input file {source}; choose another --output",
-                            Location(output_file))
-    if target.is_dir():
-        raise SpecError("is a directory; --output needs a file name", Location(output_file))
-
-
-def write_atomically(path: str, text: str) -> None:
-    """A temporary file in the same folder, then os.replace: readers never see half a file."""
-    import tempfile
-
-    target = Path(path)
-    mode = target.stat().st_mode & 0o777 if target.exists() else _default_mode()
-    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def emit(rendered, output_file: str | None) -> None:
     """``rendered`` is text, or a rich renderable (the table format)."""
-    from ..errors import Location, SpecError
+    from ..output import write_atomically
 
     if output_file:
         text = rendered if isinstance(rendered, str) else _plain_text(rendered)
-        try:
-            write_atomically(output_file, text)
-        except OSError as exc:
-            raise SpecError(f"cannot be written ({exc.strerror or exc})", Location(output_file)) from None
+        write_atomically(output_file, text)
     elif isinstance(rendered, str):
         click.echo(rendered, nl=False)
     else:
