@@ -240,3 +240,5 @@ from .commands.check import check as _check_command; cli.add_command(_check_comm
 from .commands.validate import validate as _validate_command; cli.add_command(_validate_command)  # noqa: E402
 from .commands.validate import schema as _schema_command; cli.add_command(_schema_command)  # noqa: E402
 from .commands.models import models as _models_command; cli.add_command(_models_command)  # noqa: E402
+from .commands.verify import run_command as _run_command, verify as _verify_command  # noqa: E402
+cli.add_command(_verify_command); cli.add_command(_run_command)  # noqa: E702
