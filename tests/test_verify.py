@@ -173,16 +173,7 @@ def analysed(spec: dict):
         return None
     if any(math.prod(row.output_shape) > MAX_ELEMENTS for row in report.layers):
         return None
-    if any(pytorch_refuses(row) for row in report.layers):
-        return None
     return report
-
-
-def pytorch_refuses(row) -> bool:
-    """Known: F.avg_pool3d refuses an input smaller than the kernel even where the padding makes
-    it fit, while the engine (and avg_pool1d/2d) accept it; reported, not this test's subject."""
-    return row.kind == "avgpool" and len(row.input_shape) == 4 and any(
-        size < k for size, k in zip(row.input_shape[1:], row.hyper["kernel"]))
 
 
 @st.composite

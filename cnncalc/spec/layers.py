@@ -310,6 +310,14 @@ class AvgPool(Pool):
     kind: ClassVar[str] = "avgpool"
     count_include_pad: bool = Field(True, description="whether padded zeros count in the average")
 
+    def infer(self, shape, ctx):
+        kernel = per_axis(self.kernel, len(shape) - 1, "kernel")
+        if len(shape) == 4 and any(size < k for size, k in zip(shape[1:], kernel)):
+            # PyTorch's avg_pool3d alone refuses this, even where padding or ceil_mode would give a window
+            raise ShapeError(f"the {dims(shape[1:])} input is smaller than the {dims(kernel)} window, which "
+                             "PyTorch's 3-D average pooling refuses whatever the padding")
+        return super().infer(shape, ctx)
+
 
 class AdaptivePool(Leaf):
     output: Axes = Field(description="output size: " + AXES_HELP)
