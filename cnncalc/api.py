@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .engine import analyze as _analyze_spec
+from .engine import analyze as _analyze_spec, paused_gc
 from .errors import Location, SpecError
 from .report import Report
 from .spec.build import Spec, build_spec
@@ -16,13 +16,15 @@ def load_spec(source: Any) -> Spec:
     if isinstance(source, Spec):
         return source
     if isinstance(source, dict):
-        return build_spec(source, SourceMap())
+        with paused_gc():
+            return build_spec(source, SourceMap())
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists() and zoo.is_model_name(str(source)):
             path = zoo.path_of(str(source))
-        data, source_map = load_file(path)
-        return build_spec(data, source_map, default_name=path.stem)
+        with paused_gc():
+            data, source_map = load_file(path)
+            return build_spec(data, source_map, default_name=path.stem)
     raise SpecError(f"cannot load a spec from {type(source).__name__}; give a path, a model name or a mapping",
                     Location())
 

@@ -5,7 +5,9 @@ live memory. Layers only know their own arithmetic (``Leaf.infer``).
 """
 from __future__ import annotations
 
+import gc
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .errors import CnnCalcError, FitError, SpecError
@@ -322,13 +324,27 @@ def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str 
     _check_options(rounding, batch, dtype, optimizer)
     engine = Engine(spec, rounding, batch, dtype, optimizer)
     try:
-        engine.run()
+        with paused_gc():
+            engine.run()
     except CnnCalcError as exc:
         partial = PartialAnalysis(exc.message, exc.loc)
         partial.report = engine.report()
         partial.cause = exc
         raise partial from None
     return engine.report()
+
+
+@contextmanager
+def paused_gc():
+    """The cyclic garbage collector rescans every live object as rows pile up, which makes large
+    specs quadratic; nothing made here needs it, so it waits until the walk is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _check_options(rounding: str, batch: int, dtype: str, optimizer: str) -> None:
