@@ -146,6 +146,8 @@ class Engine:
             buffers=outcome.buffers,
             macs=outcome.macs * self.batch,
             bias_muls=outcome.bias_muls * self.batch,
+            connections=(outcome.macs + outcome.bias_muls if outcome.connections is None
+                         else outcome.connections) * self.batch,
             activations=elements,
             activation_bytes=elements * self.bytes_per,
             receptive_field=rf,

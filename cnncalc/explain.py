@@ -89,6 +89,18 @@ def transposed_lines(kernel, c_in: int, groups: int, filters: int, bias: bool, i
     return lines
 
 
+def table_lines(kernel, inputs_per_filter: list[int], bias: bool, positions: int) -> list[str]:
+    """A conv whose filters see chosen input channels (LeNet-5's C3 connection table)."""
+    f_sym, f_num = kernel_symbols(kernel)
+    seen = sum(inputs_per_filter)
+    weights = _product(kernel) * seen
+    filters = len(inputs_per_filter)
+    plus, plus_num = (" + K", f" + {filters}") if bias else ("", "")
+    return [f"params = {f_sym}*sum(inputs per filter){plus} = {f_num}*{seen}{plus_num} = "
+            f"{weights + (filters if bias else 0)}",
+            f"MACs = {f_sym}*sum(inputs per filter)*positions = {f_num}*{seen}*{positions} = {weights * positions}"]
+
+
 def linear_lines(n_in: int, features: int, bias: bool) -> list[str]:
     if bias:
         return [f"params = (N_in + 1)*N_out = ({n_in} + 1)*{features} = {(n_in + 1) * features}",

@@ -61,6 +61,7 @@ class LayerRow:
     buffers: int  # non-trainable parameters
     macs: int  # for the whole batch
     bias_muls: int
+    connections: int  # LeCun's input-to-output links incl. bias, for the whole batch
     activations: int  # output elements for the whole batch
     activation_bytes: int
     receptive_field: ReceptiveField
@@ -107,6 +108,7 @@ class LayerRow:
             "macs": self.macs,
             "muls_with_bias": self.muls_with_bias,
             "flops": 2 * self.macs,
+            "connections": self.connections,
             "activations": self.activations,
             "activation_bytes": self.activation_bytes,
             "receptive_field": self.receptive_field.to_dict(),
@@ -142,7 +144,8 @@ def fold_to_depth(report: "Report", depth: int) -> "Report":
 
 def _renumbered(row: LayerRow, index: int, empty: bool = False, **changes) -> LayerRow:
     if empty:
-        changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, activations=0, activation_bytes=0,
+        changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, connections=0, activations=0,
+                       activation_bytes=0,
                        hyper={}, explain_lines=[], scope=row.scope[: changes["depth"]])
     return replace(row, index=index, **changes)
 
@@ -153,6 +156,7 @@ def _absorb(group: LayerRow, row: LayerRow) -> LayerRow:
         group, output_shape=row.output_shape, receptive_field=row.receptive_field,
         weights=group.weights + row.weights, biases=group.biases + row.biases, buffers=group.buffers + row.buffers,
         macs=group.macs + row.macs, bias_muls=group.bias_muls + row.bias_muls,
+        connections=group.connections + row.connections,
         activations=group.activations + row.activations, activation_bytes=group.activation_bytes + row.activation_bytes,
     )
 

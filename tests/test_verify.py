@@ -52,6 +52,11 @@ def divisors(n: int) -> list[int]:
 
 
 def conv(draw, c, rank):
+    if draw(st.integers(0, 4)) == 0:  # LeNet-5's C3: each filter sees a chosen subset of the inputs
+        table = draw(st.lists(st.lists(st.integers(0, c - 1), min_size=1, max_size=c, unique=True),
+                              min_size=1, max_size=4))
+        return {"conv": {"filters": len(table), "kernel": draw(axes(rank, st.integers(1, 3))),
+                         "connection_table": table, "bias": draw(st.booleans())}}
     groups = draw(st.sampled_from(divisors(c)))
     return {"conv": {
         "filters": groups * draw(st.integers(1, 3)), "groups": groups,
@@ -135,7 +140,7 @@ def layer_for(draw, shape, current, outputs):
     c, rank = shape[0], len(shape) - 1
     kinds = ["batchnorm", "lrn", "leaky_relu", "add", "concat", *SIMPLE[:8], "linear"]
     if rank:  # first: hypothesis shrinks towards the start of the list
-        kinds = ["conv", "conv_transpose", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool", "upsample",
+        kinds = ["conv", "conv_transpose", "maxpool", "avgpool", "subsample", "adaptive_avgpool", "adaptive_maxpool", "upsample",
                  "unpool", "depthwise_separable", "residual", "branches", *SIMPLE[8:], *kinds]
     kind = draw(st.sampled_from(kinds))
     build = {
@@ -143,6 +148,8 @@ def layer_for(draw, shape, current, outputs):
         "conv_transpose": lambda: conv_transpose(draw, c, rank),
         "maxpool": lambda: pool(draw, "maxpool", rank),
         "avgpool": lambda: pool(draw, "avgpool", rank),
+        "subsample": lambda: {"subsample": {"kernel": draw(axes(rank, st.integers(1, 3))),
+                                            "stride": draw(axes(rank, st.integers(1, 3)))}},
         "adaptive_avgpool": lambda: {"adaptive_avgpool": draw(axes(rank, st.integers(1, 4)))},
         "adaptive_maxpool": lambda: {"adaptive_maxpool": draw(axes(rank, st.integers(1, 4)))},
         "linear": lambda: {"linear": {"features": draw(st.integers(1, 6)), "bias": draw(st.booleans())}},

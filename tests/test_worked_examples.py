@@ -196,3 +196,35 @@ def test_vgg_notation_and_one_line_forms_match_the_mapping_form():
 def test_load_spec_accepts_a_mapping_and_returns_a_spec():
     spec = cnncalc.load_spec({"input": [1, 8, 8], "layers": ["relu"]})
     assert spec.input == (1, 8, 8)
+
+
+LENET_C3_TABLE = [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 0], [5, 0, 1],
+                  [0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 0], [4, 5, 0, 1], [5, 0, 1, 2],
+                  [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 2, 3, 4, 5]]
+
+
+def test_lenet5_original_trainable_subsampling_and_connections():
+    """The lecture's LeNet-5 counts: S2 has 2*6 = 12 trainable variables and
+    (2*2 + 1)*14*14*6 = 5,880 connections; the paper's total is 340,908 connections."""
+    report = run([1, 32, 32], {"conv": {"filters": 6, "kernel": 5, "name": "C1"}}, {"subsample": 2, "name": "S2"},
+                 {"conv": {"filters": 16, "kernel": 5, "connection_table": LENET_C3_TABLE, "name": "C3"}},
+                 {"subsample": 2, "name": "S4"}, {"conv": {"filters": 120, "kernel": 5, "name": "C5"}},
+                 {"linear": {"features": 84, "name": "F6"}}, {"linear": {"features": 10, "bias": False}})
+    rows = {r.name: (r.output_shape, r.params, r.connections) for r in report.layers}
+    assert rows["C1"] == ((6, 28, 28), 156, 122_304)
+    assert rows["S2"] == ((6, 14, 14), 12, 5_880)
+    assert rows["C3"] == ((16, 10, 10), 1_516, 151_600)
+    assert rows["S4"] == ((16, 5, 5), 32, 2_000)
+    assert rows["C5"] == ((120, 1, 1), 48_120, 48_120)
+    assert rows["F6"] == ((84,), 10_164, 10_164)
+    assert sum(r.connections for r in report.layers) == 340_908
+
+
+def test_vgg16_activation_sum_of_the_cs231n_walk_through():
+    """The walk-through lists the input and every conv, pool and FC output (ReLUs are in place):
+    15,237,608 values, about 61 MB at 4 bytes (its summary line's "24M" is wrong)."""
+    report = cnncalc.analyze(cnncalc.load_spec("vgg16"))
+    listed = [r for r in report.layers if r.kind in ("conv", "maxpool", "linear")]
+    input_values = 3 * 224 * 224
+    assert input_values + sum(r.activations for r in listed) == 15_237_608
+    assert 4 * (input_values + sum(r.activations for r in listed)) == 60_950_432

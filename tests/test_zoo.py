@@ -22,7 +22,7 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 # layer list that tests/zoo_reference.py's torch models confirm.
 EXPECTED_TRAINABLE = {
     "lenet5": 61_706,                  # lecture table
-    "lenet5_original": 61_740,         # 156 + 12 + 2,416 (C3 fully connected) + 32 + 48,120 + 10,164 + 840
+    "lenet5_original": 60_840,         # 156 + 12 + 1,516 (C3's table) + 32 + 48,120 + 10,164 + 840 (RBF)
     "alexnet": 62_378_344,             # one tower (Caffe's two-group net: 60,965,224)
     "alexnet_torchvision": 61_100_840,
     "vgg11": 132_863_336,

@@ -45,20 +45,33 @@ def lenet5() -> nn.Module:
     ))
 
 
-def lenet5_original() -> nn.Module:
-    """LeCun et al. 1998 as far as the spec format can follow it.
+LENET_C3_TABLE = [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 0], [5, 0, 1],
+                  [0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 0], [4, 5, 0, 1], [5, 0, 1, 2],
+                  [0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5], [0, 1, 2, 3, 4, 5]]  # LeCun et al. Table I
 
-    S2/S4 (sum of a 2x2 window x one trainable coefficient + one trainable bias per map, then a
-    squashing function) = 2x2 average pool followed by a depthwise 1x1 conv (groups = maps):
-    1 weight + 1 bias per map, exactly the paper's 12 and 32 parameters.
-    Approximations, shared with the spec: C3 is fully connected (2,416 params instead of the
-    paper's 1,516 from its connection table), and the Euclidean RBF output layer (84x10 fixed
-    parameters) is a bias-free linear layer with the same 840 parameters.
-    """
+
+class TableConv2d(nn.Module):
+    """C3: output map j is a 5x5 conv over only the input maps table[j] (one conv per map, so the
+    parameters and the counted FLOPs are the table's, not a dense conv's)."""
+
+    def __init__(self, table, kernel):
+        super().__init__()
+        self.table = table
+        self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel) for inputs in table)
+
+    def forward(self, x):
+        return torch.cat([conv(x[:, inputs]) for conv, inputs in zip(self.maps, self.table)], dim=1)
+
+
+def lenet5_original() -> nn.Module:
+    """LeCun et al. 1998: S2/S4 (sum of a 2x2 window x one trainable coefficient + one trainable
+    bias per map) = 2x2 average pool followed by a depthwise 1x1 conv (the pool's 1/4 absorbed by
+    the coefficient): 12 and 32 parameters, one multiply per output. C3 follows Table I (1,516
+    parameters). The Euclidean RBF output layer (840 fixed weights) is a bias-free linear layer."""
     return Seq(od(
         ("C1", nn.Conv2d(1, 6, 5)), ("C1_act", nn.Tanh()),
         ("S2_pool", nn.AvgPool2d(2, 2)), ("S2", nn.Conv2d(6, 6, 1, groups=6)), ("S2_act", nn.Tanh()),
-        ("C3", nn.Conv2d(6, 16, 5)), ("C3_act", nn.Tanh()),
+        ("C3", TableConv2d(LENET_C3_TABLE, 5)), ("C3_act", nn.Tanh()),
         ("S4_pool", nn.AvgPool2d(2, 2)), ("S4", nn.Conv2d(16, 16, 1, groups=16)), ("S4_act", nn.Tanh()),
         ("C5", nn.Conv2d(16, 120, 5)), ("C5_act", nn.Tanh()),
         ("flatten", nn.Flatten()),

@@ -41,6 +41,14 @@ def avg_pool(xs, p, row):
                         row.layer.count_include_pad)
 
 
+def subsample(xs, p, row):
+    """LeNet's S2/S4: the window's sum times one coefficient per map, plus one bias per map."""
+    h, x = row.hyper, xs[0]
+    window_sum = ops.avg_pool(x, h["kernel"], h["stride"], h["padding"]) * math.prod(h["kernel"])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return window_sum * p["weight"].reshape(shape) + p["bias"].reshape(shape)
+
+
 def global_output(x) -> tuple[int, ...]:
     return (1,) * (x.ndim - 2)
 
@@ -97,6 +105,7 @@ OPS = {
     "conv_transpose": conv_transpose,
     "maxpool": max_pool,
     "avgpool": avg_pool,
+    "subsample": subsample,
     "adaptive_avgpool": lambda xs, p, row: ops.adaptive_avg_pool(xs[0], row.hyper["output"]),
     "adaptive_maxpool": lambda xs, p, row: ops.adaptive_max_pool(xs[0], row.hyper["output"]),
     "global_avgpool": elementwise(lambda x: ops.adaptive_avg_pool(x, global_output(x))),

@@ -60,6 +60,11 @@ def linear_tensors(row, x_shape) -> dict[str, Param]:
     return tensors
 
 
+def subsample_tensors(row, x_shape) -> dict[str, Param]:
+    channels = (x_shape[1],)  # one coefficient and one bias per map (LeNet-5's S2, S4)
+    return {"weight": Param(channels, "scale", layout="[C]"), "bias": Param(channels, "shift", layout="[C]")}
+
+
 def batchnorm_tensors(row, x_shape) -> dict[str, Param]:
     channels = (x_shape[1],)
     tensors = {"running_mean": Param(channels, "zeros"), "running_var": Param(channels, "ones")}
@@ -73,7 +78,16 @@ TENSORS = {
     "conv_transpose": conv_transpose_tensors,
     "linear": linear_tensors,
     "batchnorm": batchnorm_tensors,
+    "subsample": subsample_tensors,
 }
+
+
+def connection_mask(table: list[list[int]], channels: int, ndim: int) -> numpy.ndarray:
+    """[K, C, 1, ...] of ones where filter k is connected to input channel c."""
+    mask = numpy.zeros((len(table), channels) + (1,) * (ndim - 2), numpy.float32)
+    for filter_index, inputs in enumerate(table):
+        mask[filter_index, inputs] = 1
+    return mask
 
 
 def random_array(tensor: Param, rng) -> numpy.ndarray:
@@ -113,8 +127,12 @@ class SeededParameters:
         tensors = describe(row, x_shape)
         explicit = self.explicit(row, tensors)
         rng = numpy.random.default_rng((self.seed, row.index + 1))
-        return {name: explicit[name] if name in explicit else random_array(tensor, rng)
-                for name, tensor in tensors.items()}
+        arrays = {name: explicit[name] if name in explicit else random_array(tensor, rng)
+                  for name, tensor in tensors.items()}
+        table = getattr(row.layer, "connection_table", None)
+        if table is not None:  # a filter sees only its listed input channels: zero the others
+            arrays["weight"] = arrays["weight"] * connection_mask(table, x_shape[1], arrays["weight"].ndim)
+        return arrays
 
     def explicit(self, row, tensors: dict[str, Param]) -> dict[str, numpy.ndarray]:
         if not self.weights_from_spec:

@@ -6,6 +6,8 @@ conv). Ops take ``(inputs, params, row)`` like the NumPy backend's.
 """
 from __future__ import annotations
 
+import math
+
 import numpy
 import torch
 import torch.nn.functional as F
@@ -97,6 +99,14 @@ def avg_pool(xs, p, row):
     return drop_windows_in_right_padding(out, x.shape[2:], h["stride"], pairs) if layer.ceil_mode else out
 
 
+def subsample(xs, p, row):
+    """LeNet's S2/S4: the window's sum times one coefficient per map, plus one bias per map."""
+    x, h = xs[0], row.hyper
+    window_sum = AVG_POOL[rank_of(x)](x, h["kernel"], h["stride"]) * math.prod(h["kernel"])
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return window_sum * p["weight"].reshape(shape) + p["bias"].reshape(shape)
+
+
 def linear(xs, p, row):
     x = xs[0]
     return F.linear(x.reshape(x.shape[0], -1), p["weight"], p.get("bias"))
@@ -156,6 +166,7 @@ OPS = {
     "conv_transpose": conv_transpose,
     "maxpool": max_pool,
     "avgpool": avg_pool,
+    "subsample": subsample,
     "adaptive_avgpool": lambda xs, p, row: ADAPTIVE_AVG[rank_of(xs[0])](xs[0], row.hyper["output"]),
     "adaptive_maxpool": lambda xs, p, row: ADAPTIVE_MAX[rank_of(xs[0])](xs[0], row.hyper["output"]),
     "global_avgpool": elementwise(lambda x: ADAPTIVE_AVG[rank_of(x)](x, 1)),

@@ -81,6 +81,7 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("macs", "MACs", lambda r, _l: r.macs, lambda r, _l: compact(r.macs), True),
     Column("muls_with_bias", "MULs+bias", lambda r, _l: r.muls_with_bias, lambda r, _l: compact(r.muls_with_bias), True),
     Column("flops", "FLOPs", lambda r, _l: 2 * r.macs, lambda r, _l: compact(2 * r.macs), True),
+    _count("connections"),  # LeCun's count: links from inputs (and the bias) to outputs
     Column("weights_k", "weights (K=1024)", lambda r, _l: round(r.weights / 1024, 1),
            lambda r, _l: _kilo(r.weights), True),  # what the GoogLeNet table counts (no biases)
     Column("params_k", "params (K=1024)", lambda r, _l: round(r.params / 1024, 1),

@@ -23,6 +23,7 @@ FOOTERS = {
     "macs": lambda r: compact(r.totals.macs),
     "muls_with_bias": lambda r: compact(r.totals.muls_with_bias),
     "flops": lambda r: compact(r.totals.flops),
+    "connections": lambda r: thousands(sum(row.connections for row in r.layers)),
     "activations": lambda r: thousands(r.totals.activations),
     "memory": lambda r: short_bytes(r.totals.activation_bytes),
     "weights_k": lambda r: f"{sum(row.weights for row in r.layers) / 1024:,.0f}K",

@@ -15,7 +15,7 @@ from annotated_types import Ge, Gt, Le, Len, Lt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 
 from ..errors import ShapeError
-from ..explain import axis_names, conv_lines, linear_lines, size_lines, transposed_lines
+from ..explain import axis_names, conv_lines, linear_lines, size_lines, table_lines, transposed_lines
 from ..formulas import Window, adaptive_bins, half, prod, same_padding, transposed_formula, transposed_size
 
 # ----------------------------------------------------------------------------- field types
@@ -59,6 +59,7 @@ class Outcome:
     buffers: int = 0  # non-trainable state, e.g. batch-norm running mean/var
     macs: int = 0  # weight multiply-accumulates, bias excluded
     bias_muls: int = 0  # what the lecture's "+1" adds to MULs
+    connections: int | None = None  # LeCun's count of input-to-output links incl. bias; None = macs + bias_muls
     rf: tuple[RFStep, ...] | str | None = None  # None: element-wise, unchanged
     hyper: dict[str, Any] = field(default_factory=dict)  # kernel/stride/padding for display
     explain: Callable[[], list[str]] | None = None  # formulas with the numbers plugged in, made on demand
@@ -182,6 +183,21 @@ class Conv(ConvBase):
     kind: ClassVar[str] = "conv"
     family: ClassVar[str] = "conv"
     padding: Padding = Field(0, description="zero padding P: int, per-axis list, [before, after] pairs, same or valid")
+    connection_table: Annotated[list[Annotated[list[NonNegInt], Len(1, None)]], Len(1, None)] | None = Field(
+        None, description="per filter, the input channels it sees (LeNet-5's C3); default: all of them")
+
+    def _table_inputs(self, c_in: int) -> int:
+        """Input channels summed over filters: C_in/G each, or what the connection table says."""
+        if self.connection_table is None:
+            return (c_in // self.groups) * self.filters
+        if self.groups != 1:
+            raise ShapeError("a connection_table already chooses each filter's inputs; leave groups at 1")
+        if len(self.connection_table) != self.filters:
+            raise ShapeError(f"connection_table has {len(self.connection_table)} rows for {self.filters} filters")
+        for row in self.connection_table:
+            if max(row) >= c_in or len(set(row)) != len(row):
+                raise ShapeError(f"connection_table row {row} must name distinct input channels 0..{c_in - 1}")
+        return sum(len(row) for row in self.connection_table)
 
     def infer(self, shape, ctx):
         rank = spatial_rank(shape, "conv")
@@ -204,18 +220,20 @@ class Conv(ConvBase):
         out_sizes = ctx.resolve(windows, "filter")
         out = (self.filters, *out_sizes)
         check_positive(out, f"a {dims(kernel)} filter at stride {axes_text(stride)} on a {dims(sizes)} input")
-        per_output = prod(kernel) * (c_in // self.groups)  # F*F*D1 (/G) multiplies per output value
-        outputs = prod(out)
+        weights = prod(kernel) * self._table_inputs(c_in)  # F*F*D1 (/G) per filter, K filters
+        positions = prod(out_sizes)
         return Outcome(
             shape=out,
-            weights=per_output * self.filters,
+            weights=weights,
             biases=self.filters if self.bias else 0,
-            macs=per_output * outputs,
-            bias_muls=outputs if self.bias else 0,
+            macs=weights * positions,
+            bias_muls=self.filters * positions if self.bias else 0,
             rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
             hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation, "groups": self.groups},
-            explain=lambda: size_lines(windows, out_sizes)
-            + conv_lines(kernel, c_in // self.groups, self.groups, self.filters, self.bias, out_sizes),
+            explain=lambda: size_lines(windows, out_sizes) + (
+                conv_lines(kernel, c_in // self.groups, self.groups, self.filters, self.bias, out_sizes)
+                if self.connection_table is None else
+                table_lines(kernel, [len(r) for r in self.connection_table], self.bias, positions)),
         )
 
 class ConvTranspose(ConvBase):
@@ -356,6 +374,38 @@ class GlobalAvgPool(GlobalPool):
 
 class GlobalMaxPool(GlobalPool):
     kind: ClassVar[str] = "global_maxpool"
+
+
+class Subsample(Leaf):
+    """LeNet-5's trainable subsampling (S2, S4): each map sums a window, multiplies it by one
+    trainable coefficient and adds one trainable bias."""
+
+    kind: ClassVar[str] = "subsample"
+    family: ClassVar[str] = "pool"
+    primary: ClassVar[str] = "kernel"
+    kernel: Axes = Field(description="window size: " + AXES_HELP)
+    stride: Axes | None = Field(None, description="stride (default: the kernel): " + AXES_HELP)
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "subsample")
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride if self.stride is not None else self.kernel, rank, "stride")
+        windows = [Window(size, k, s, (0, 0)) for size, k, s in zip(shape[1:], kernel, stride)]
+        out_sizes = ctx.resolve(windows, "window")
+        out = (shape[0], *out_sizes)
+        check_positive(out, f"a {dims(kernel)} window on a {dims(shape[1:])} input")
+        outputs = prod(out)
+        return Outcome(
+            shape=out, weights=shape[0], biases=shape[0],
+            macs=outputs, bias_muls=outputs,  # one coefficient multiply and one bias per output
+            connections=(prod(kernel) + 1) * outputs,  # each output sums its window plus the bias
+            rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1)) for w in windows),
+            hyper={"kernel": kernel, "stride": stride, "padding": ((0, 0),) * rank, "dilation": (1,) * rank},
+            explain=lambda: size_lines(windows, out_sizes) + [
+                f"params = 2*C = 2*{shape[0]} = {2 * shape[0]}",
+                f"connections = ({'*'.join(map(str, kernel))} + 1)*{'*'.join(map(str, reversed(out)))} = "
+                f"{(prod(kernel) + 1) * outputs}"],
+        )
 
 
 # ----------------------------------------------------------------------------- dense and friends
@@ -638,7 +688,7 @@ def _as_list(value) -> list:
 
 
 LAYER_CLASSES: tuple[type[Layer], ...] = (
-    Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, GlobalAvgPool, GlobalMaxPool,
+    Conv, ConvTranspose, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, GlobalAvgPool, GlobalMaxPool, Subsample,
     Linear, Flatten, BatchNorm, LRN, Dropout, ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, GELU, Softmax,
     Upsample, Unpool, Add, Concat, Repeat, Residual, Branches, DepthwiseSeparable,
 )
