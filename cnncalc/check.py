@@ -54,13 +54,14 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     Quantity("muls", "MULs", "count", "MACs, or MACs + bias with --muls-with-bias"),
     Quantity("muls_with_bias", "MULs+bias", "count", "MACs + one multiplication per output for the bias"),
     Quantity("flops", "FLOPs", "count", "2 x MACs"),
+    Quantity("connections", "connections", "count", "LeCun's links from inputs and the bias to outputs"),
     Quantity("activations", "activations", "count", "output values (for the batch)"),
     Quantity("memory", "memory", "bytes", "activation bytes of the output at --dtype"),
     Quantity("rf", "RF", "rf", "receptive field size in input pixels (7 or 7x7)"),
 ]}
 ALIASES = {
     "activation_bytes": "memory", "bytes": "memory", "shape": "output", "output_shape": "output",
-    "input_shape": "input", "receptive_field": "rf", "connections": "muls_with_bias", "ops": "macs",
+    "input_shape": "input", "receptive_field": "rf", "ops": "macs",
     "parameters": "params", "trainable": "trainable_params", "mults": "muls",
 }
 SHEET_COLUMNS = ("output", "params", "muls")
@@ -457,7 +458,7 @@ def shape_text(shape, layout: str) -> str:
 
 
 COUNT_ATTRS = {"params": "params", "trainable_params": "trainable_params", "weights": "weights",
-               "biases": "biases", "macs": "macs", "muls_with_bias": "muls_with_bias",
+               "biases": "biases", "macs": "macs", "muls_with_bias": "muls_with_bias", "connections": "connections",
                "activations": "activations", "memory": "activation_bytes"}
 
 
@@ -509,7 +510,7 @@ def explain(block: Block, key: str, conventions: Conventions) -> str:
     return f"sum over the block's {len(block.rows)} layers: {summed}"
 
 
-EXPLAIN_NAMES = ("params", "MACs", "MULs with bias")  # the other explain lines are output sizes (W2 = ...)
+EXPLAIN_NAMES = ("params", "MACs", "MULs with bias", "connections")  # the other explain lines are output sizes (W2 = ...)
 
 
 def _explained(row: LayerRow, name: str) -> str | None:
@@ -595,6 +596,15 @@ def _muls_with_bias_formula(row: LayerRow, conventions: Conventions) -> str:
     return f"MACs + one per output = {row.macs:,} + {row.bias_muls:,} = {row.muls_with_bias:,}"
 
 
+def _connections_formula(row: LayerRow, conventions: Conventions) -> str:
+    line = _explained(row, "connections")
+    if line:
+        return _per_batch(row, line, row.connections)
+    if row.connections == row.muls_with_bias and row.connections:
+        return _muls_with_bias_formula(row, conventions) + " (each multiplication is one connection)"
+    return f"connections = {row.connections:,}"
+
+
 def _flops_formula(row: LayerRow, conventions: Conventions) -> str:
     return f"FLOPs = 2 x MACs = 2 x {row.macs:,} = {2 * row.macs:,}"
 
@@ -621,6 +631,7 @@ ROW_FORMULAS: dict[str, Callable[[LayerRow, Conventions], str]] = {
     "output": _output_formula, "input": _input_formula, "params": _params_formula,
     "trainable_params": _trainable_formula, "weights": _weights_formula, "biases": _biases_formula,
     "macs": _macs_formula, "muls_with_bias": _muls_with_bias_formula, "flops": _flops_formula,
+    "connections": _connections_formula,
     "activations": _activations_formula, "memory": _memory_formula, "rf": _rf_formula,
 }
 

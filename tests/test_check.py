@@ -116,7 +116,7 @@ def test_muls_with_bias(tmp_path, flag, right, expected):
     result = check(LENET, "--answers", str(answers), "--format", "json", *flag)
     (muls, connections) = verdicts(result)
     assert muls == ("C1", "muls", right, expected)
-    assert connections == ("C1", "muls_with_bias", True, 122304)  # always with the bias
+    assert connections == ("C1", "connections", True, 122304)  # always with the bias (LeCun counts links)
 
 
 # ----------------------------------------------------------------------------- units and tolerance
