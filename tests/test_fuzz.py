@@ -100,7 +100,8 @@ def test_mutated_zoo_specs(data):
         mutate(spec, path, data.draw(st.one_of(values, st.just(DELETE))))
     fmt = data.draw(st.sampled_from([".yaml", ".json"]))
     text = yaml.safe_dump(spec) if fmt == ".yaml" else json.dumps(spec, default=str)
-    run_on_text(text, fmt)
+    run_on_text(text, fmt, commands=(("table", "--format", "json"), ("explain",), ("validate",),
+                                     ("check", "--sheet", "solution", "--format", "csv")))
 
 
 @FUZZ
@@ -114,7 +115,33 @@ def test_random_top_level_structures(spec):
                                                     "conv 8 k3 s2 p9", "conv -1", "linear 0"])), max_size=6),
        st.sampled_from([[3, 16, 16], [1, 8], [2, 4, 4, 4], "16x16x3", [3, 10**12, 10**12], [], [0, 3]]))
 def test_random_layer_lists(layers, input_shape):
-    run_on_text(json.dumps({"input": input_shape, "layers": layers}, default=str), ".json")
+    numpy = pytest.importorskip("numpy")  # noqa: F841 - verify needs the NumPy backend
+    run_on_text(json.dumps({"input": input_shape, "layers": layers}, default=str), ".json",
+                commands=(("table", "--format", "json"), ("validate", "--format", "json"),
+                          ("verify", "--format", "json", "--max-memory", "200MB")))
+
+
+option_values = st.one_of(st.integers(-5, 40).map(str), st.sampled_from(["same", "valid", "3x3", "0", "-1", "2.5",
+                                                                         "[[0,1],[1,0]]", "abc", "", "99999999999"]))
+
+
+@FUZZ
+@given(st.sampled_from(["conv", "pool", "conv_transpose", "linear", "avgpool", "upsample", "bogus"]),
+       st.dictionaries(st.sampled_from(["--input", "--filters", "--kernel", "--stride", "--padding", "--dilation",
+                                        "--groups", "--output-padding", "--features", "--scale-factor"]),
+                       option_values, max_size=6))
+def test_layer_command_options(kind, options):
+    args = ["layer", kind, *[part for pair in options.items() for part in pair], "--format", "json"]
+    run_cli(args if "--input" in options else args + ["--input", "32x32x3"])
+
+
+@FUZZ
+@given(st.sampled_from(["conv", "pool", "conv_transpose", "avgpool", "bogus"]),
+       st.sampled_from(["padding", "stride", "kernel", "dilation", "output_padding", "input", "size"]),
+       st.dictionaries(st.sampled_from(["--input", "--output", "--kernel", "--stride", "--padding", "--dilation"]),
+                       option_values, max_size=5))
+def test_solve_command_options(kind, find, options):
+    run_cli(["solve", kind, "--find", find, *[part for pair in options.items() for part in pair], "--format", "json"])
 
 
 @FUZZ
