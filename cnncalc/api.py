@@ -19,9 +19,7 @@ def load_spec(source: Any) -> Spec:
         with paused_gc():
             return build_spec(source, SourceMap())
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists() and zoo.is_model_name(str(source)):
-            path = zoo.path_of(str(source))
+        path = zoo.spec_path(source)
         with paused_gc():
             data, source_map = load_file(path)
             return build_spec(data, source_map, default_name=path.stem)

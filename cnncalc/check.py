@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from .engine import Engine
+from .engine import Engine, paused_gc
 from .errors import CnnCalcError, Location, SpecError
 from .report import LayerRow, Report, plain_number
 from .spec.build import Spec
@@ -255,7 +255,8 @@ def analyze_blocks(spec: Spec, rounding: str = "strict", batch: int = 1, dtype: 
     engine = TracingEngine(spec, rounding, batch, dtype, "sgd")  # the optimizer plays no part in answers
     error = None
     try:
-        engine.run()
+        with paused_gc():
+            engine.run()
     except CnnCalcError as exc:
         error = exc
     report = engine.report()

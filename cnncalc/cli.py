@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -95,8 +94,11 @@ def with_output_cache(spec: str, params: dict, produce) -> None:
     from . import cache, zoo
 
     folder = cache.cache_dir()
-    spec_file = Path(spec) if Path(spec).is_file() or not zoo.is_model_name(spec) else zoo.zoo_dir() / f"{spec}.yaml"
-    key = cache.key_for(spec_file, sorted(map(str, params.items()))) if folder else None
+    try:
+        spec_file = zoo.spec_path(spec)  # the file load_spec will read
+    except CnnCalcError:
+        spec_file = None  # no such spec: the run reports it, and is not cached
+    key = cache.key_for(spec_file, sorted(map(str, params.items()))) if folder and spec_file else None
     if key is None:
         produce()
         return

@@ -58,7 +58,11 @@ class Scope:
 
 
 class PartialAnalysis(CnnCalcError):
-    """Raised by ``analyze`` when a layer fails; carries the rows computed before it."""
+    """Raised by ``analyze`` when a layer fails; ``report`` holds the rows computed before it."""
+
+    def __init__(self, message: str, loc, report: Report):
+        super().__init__(message, loc)
+        self.report = report
 
 
 class Engine:
@@ -266,7 +270,6 @@ def walk_residual(engine: Engine, layer: Residual, x: Tensor, scope: Scope, name
     engine.pin(main)
     shortcut = engine.sequence(layer.shortcut, x, inner) if layer.shortcut else x
     engine.unpin(x, main)
-    engine._layer, engine._name = layer, name
     merged = engine.merge(layer, [main, shortcut], add_shapes([main.shape, shortcut.shape]), scope, name)
     return engine.sequence(layer.after, merged, inner)
 
@@ -280,7 +283,6 @@ def walk_branches(engine: Engine, layer: Branches, x: Tensor, scope: Scope, name
         engine.pin(out)
         outputs.append(out)
     engine.unpin(x, *outputs)
-    engine._layer, engine._name = layer, name
     return engine.merge(layer, outputs, concat_shapes([t.shape for t in outputs]), scope, name)
 
 
@@ -329,10 +331,7 @@ def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str 
         with paused_gc():
             engine.run()
     except CnnCalcError as exc:
-        partial = PartialAnalysis(exc.message, exc.loc)
-        partial.report = engine.report()
-        partial.cause = exc
-        raise partial from None
+        raise PartialAnalysis(exc.message, exc.loc, engine.report()) from None
     return engine.report()
 
 

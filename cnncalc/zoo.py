@@ -22,6 +22,14 @@ def is_model_name(text: str) -> bool:
     return bool(NAME.match(text)) and not text.endswith((".yaml", ".yml", ".json", ".toml"))
 
 
+def spec_path(source: str | Path) -> Path:
+    """A path as given when it exists, else the zoo spec of that name (raising when there is none)."""
+    path = Path(source)
+    if path.exists() or not is_model_name(str(source)):
+        return path
+    return path_of(str(source))
+
+
 def path_of(name: str) -> Path:
     path = zoo_dir() / f"{name.lower()}.yaml"
     if not path.exists():
