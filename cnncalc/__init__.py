@@ -14,11 +14,14 @@ __all__ = ["load_spec", "analyze", "CnnCalcError", "__version__"]
 from .errors import CnnCalcError
 
 
-def load_spec(source):
-    """A validated spec from a file path, a zoo model name (``vgg16``) or a python mapping."""
+def load_spec(source, layout: str | None = None):
+    """A validated spec from a file path, a zoo model name (``vgg16``) or a python mapping.
+
+    layout: "chw", "hwc" or "whd", to show shapes in (and to read the spec's shape strings in,
+    where the spec has no `layout` key); None = the spec's own."""
     from .api import load_spec as _load_spec
 
-    return _load_spec(source)
+    return _load_spec(source, layout)
 
 
 def analyze(spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd"):

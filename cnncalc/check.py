@@ -29,7 +29,7 @@ from .report import LayerRow, Report, plain_number
 from .spec.build import Spec
 from .spec.layers import Layer
 from .spec.loader import SourceMap, format_path, load_file
-from .spec.shorthand import from_layout, parse_volume, to_layout
+from .notation import LAYOUTS, NotationError, read_shape, readings, shape_text, split_sizes
 
 DEFAULT_TOLERANCE = Fraction(1, 200)  # 0.5%: enough for "138M" (0.26% off), strict enough for typos
 
@@ -44,7 +44,8 @@ class Quantity:
 
 
 QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
-    Quantity("output", "output", "shape", "output shape, read in the layout (28x28x6 in hwc, 6x28x28 in chw, 6@28x28)"),
+    Quantity("output", "output", "shape", "output shape in any notation (6x28x28, 28x28x6, 6@28x28, [6, 28, 28]); "
+                                          "the verdict names the reading"),
     Quantity("input", "input", "shape", "input shape, read like output"),
     Quantity("params", "params", "count", "trainable + non-trainable parameters"),
     Quantity("trainable_params", "trainable", "count", "weights + biases"),
@@ -133,6 +134,18 @@ class Number:
     rounded: bool
     unit: str = ""  # the suffix as written, upper-case ("M", "KI"), for showing the expected value
     factor: int = 1
+    last_place: Fraction = Fraction(1)  # the place of the last digit written: 73M -> 10^6, 117.6K -> 100
+
+    def matches(self, actual: int, tolerance: Fraction) -> bool:
+        """Exact for whole numbers written out; a rounded answer is right when the true value,
+        rounded or truncated to the digits written, gives it (1M for 1,024,000; 73M for 73.6M,
+        not 70M), or when it is within the tolerance."""
+        if not self.rounded:
+            return self.value == actual
+        steps = Fraction(actual) / self.last_place
+        nearest = math.floor(steps + Fraction(1, 2))
+        return (self.value in (nearest * self.last_place, math.floor(steps) * self.last_place)
+                or abs(self.value - actual) <= tolerance * actual)
 
 
 def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
@@ -145,7 +158,10 @@ def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
     if isinstance(written, float):
         if not math.isfinite(written) or written < 0:
             raise ValueError(f"{written} is not a count")
-        return Number(Fraction(Decimal(repr(written))), rounded=True)
+        text = repr(written)
+        if "e" in text or "E" in text:
+            return parse_count(text, k, allow_bytes)
+        return Number(Fraction(Decimal(text)), True, last_place=Fraction(10) ** -len(text.partition(".")[2]))
     match = COUNT.match(written)
     if not match or (match["bytes"] and not allow_bytes) or (match["binary"] and not match["unit"]):
         raise ValueError(f"cannot read {written!r} as a number like 156, 122,304, 117.6K or 138M")
@@ -155,7 +171,9 @@ def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
     unit = (match["unit"] or "").upper()
     factor = _unit_factor(unit, bool(match["binary"]), k)
     rounded = bool(unit) or "." in match["number"] or bool(match["exp"])
-    return Number(value * factor, rounded, unit + ("i" if match["binary"] else ""), factor)
+    decimals = len(match["number"].partition(".")[2])
+    last_place = Fraction(10) ** (int(match["exp"] or 0) - decimals) * factor
+    return Number(value * factor, rounded, unit + ("i" if match["binary"] else ""), factor, last_place)
 
 
 def _unit_factor(unit: str, binary: bool, k: int) -> int:
@@ -168,24 +186,26 @@ def _unit_factor(unit: str, binary: bool, k: int) -> int:
     return k if unit == "K" else 1000**power
 
 
-def parse_shape(written: Any, layout: str) -> tuple[int, ...]:
-    """'28x28x6' (in the layout), '6@28x28' (channels first, as LeCun writes it), [28, 28, 6], 84."""
+def written_sizes(written: Any) -> list[int]:
+    """The numbers of a shape answer as written: '28x28x6', '28X28X6', [28, 28, 6], 84."""
     if isinstance(written, bool):
         raise ValueError(f"{written!r} is not a shape")
     if isinstance(written, int):
-        return (written,)
+        return [written]
     if isinstance(written, list) and written and all(type(v) is int for v in written):
-        return tuple(from_layout(written, layout))
-    if not isinstance(written, str):
-        raise ValueError(f"{written!r} is not a shape like 28x28x6")
-    text = written.strip().strip("[]()").strip()
+        return list(written)
+    sizes = split_sizes(written.strip().strip("[]()")) if isinstance(written, str) else None
+    if sizes is None:
+        raise ValueError(f"cannot read {written!r} as a shape like 6x28x28, 28x28x6 or 6@28x28")
+    return sizes
+
+
+def parse_shape(written: Any, layout: str) -> tuple[int, ...]:
+    """A shape answer read in ``layout``: '28x28x6', '6@28x28' (channels first), a list [C, *spatial], 84."""
     try:
-        if "@" in text:
-            channels, _, spatial = text.partition("@")
-            return (int(channels), *parse_volume(spatial, "chw"))
-        return tuple(parse_volume(text, layout))
-    except (SpecError, ValueError):
-        raise ValueError(f"cannot read {written!r} as a shape like 28x28x6, 6x28x28 or 6@28x28") from None
+        return read_shape(written.strip().strip("[]()") if isinstance(written, str) else written, layout).shape
+    except NotationError:
+        raise ValueError(f"cannot read {written!r} as a shape like 6x28x28, 28x28x6 or 6@28x28") from None
 
 
 def parse_rf(written: Any, rank: int) -> tuple:
@@ -194,9 +214,9 @@ def parse_rf(written: Any, rank: int) -> tuple:
         return (written,) * max(rank, 1)
     if isinstance(written, list) and all(isinstance(v, (int, float)) for v in written):
         return tuple(written)
-    if isinstance(written, str) and re.fullmatch(r"\s*\d+(\s*x\s*\d+)*\s*", written):
-        sizes = tuple(int(p) for p in written.split("x"))
-        return sizes * rank if len(sizes) == 1 else sizes
+    sizes = split_sizes(written) if isinstance(written, str) else None
+    if sizes is not None:
+        return tuple(sizes * rank if len(sizes) == 1 else sizes)
     raise ValueError(f"cannot read {written!r} as a receptive field like 7 or 7x7")
 
 
@@ -360,6 +380,16 @@ def _expect_lines(source: SourceMap) -> dict[tuple, int]:
 
 # ----------------------------------------------------------------------------- judging
 @dataclass(frozen=True)
+class Verdict:
+    """How one answer compares: right or wrong, the true value, and what to add in words."""
+
+    correct: bool
+    expected: Any
+    expected_text: str
+    note: str | None = None  # the reading of a right answer; the convention a wrong one is right in
+
+
+@dataclass(frozen=True)
 class Result:
     answer: Answer
     expected: Any  # exact, as plain data: int, [C, *spatial], per-axis list; None for an unknown layer
@@ -367,6 +397,7 @@ class Result:
     correct: bool
     formula: str | None
     message: str  # the verdict in words
+    note: str | None = None  # how a right answer was read; the other convention a wrong answer is right in
 
     @property
     def quantity(self) -> str | None:
@@ -382,6 +413,7 @@ class Result:
             "correct": self.correct,
             "formula": self.formula,
             "message": self.message,
+            "note": self.note,
             "file": self.answer.loc.file,
             "line": self.answer.loc.line,
         }
@@ -413,37 +445,110 @@ def judge(answer: Answer, block: Block, conventions: Conventions) -> Result:
     An answer that cannot be read raises SpecError (located at the answer)."""
     quantity = QUANTITIES[answer.quantity]
     try:
-        compare = COMPARE[quantity.kind]
-        correct, expected, expected_text = compare(answer, block, conventions)
+        verdict = COMPARE[quantity.kind](answer, block, conventions)
     except ValueError as exc:
         raise SpecError(f"{answer.quantity}: {exc}", answer.loc) from None
     formula = explain(block, answer.quantity, conventions)
-    message = "right" if correct else f"wrong: {answer.quantity} = {expected_text}"
-    return Result(answer, expected, expected_text, correct, formula, message)
+    message = "right" if verdict.correct else f"wrong: {answer.quantity} = {verdict.expected_text}"
+    if verdict.note:
+        message += f" ({verdict.note})" if verdict.correct else f"; {verdict.note}"
+    return Result(answer, verdict.expected, verdict.expected_text, verdict.correct, formula, message, verdict.note)
 
 
 def _compare_shape(answer: Answer, block: Block, conventions: Conventions):
     actual = shape_of(block, answer.quantity)
-    written = parse_shape(answer.written, conventions.layout)
-    return written == actual, list(actual), shape_text(actual, conventions.layout)
+    correct, note = judge_shape(answer.written, actual, conventions.layout)
+    return Verdict(correct, list(actual), shape_text(actual, conventions.layout), note)
+
+
+def judge_shape(written: Any, actual: tuple[int, ...], layout: str) -> tuple[bool, str | None]:
+    """(right, what to say): a shape is right in any notation whose reading is unambiguous."""
+    sizes = written_sizes(written) if not (isinstance(written, str) and "@" in written) else None
+    if sizes is not None and _flat_match(sizes, actual):
+        return True, None if len(sizes) == len(actual) else f"read as {prod_text(actual)} values"
+    if sizes is None or len(sizes) == 1:
+        return parse_shape(written, layout) == actual, None
+    in_force = parse_shape(written, layout) if isinstance(written, str) else tuple(sizes)
+    if in_force == actual:
+        return True, None
+    try:
+        plain = read_shape("x".join(map(str, sizes)))  # the reading the numbers themselves suggest
+    except NotationError:
+        plain = None
+    if plain is not None and plain.shape == actual:
+        return True, f"read as {LAYOUTS[plain.layout].axes(len(actual) - 1)}"
+    others = [key for key, shape in readings("x".join(map(str, sizes))).items() if shape == actual]
+    if others:
+        flags = " or ".join(f"--layout {key}" for key in others)
+        return False, (f"as {LAYOUTS[others[0]].axes(len(actual) - 1)} it would be right, but it reads "
+                       f"ambiguously here; choose the notation with {flags} (`layout:` in the spec)")
+    return False, None
+
+
+def _flat_match(sizes: list[int], actual: tuple[int, ...]) -> bool:
+    """A flat output may be written 1000, 1x1x1000 or 84x1 (and [C, 1, 1] as C)."""
+    if len(actual) != 1 and any(size != 1 for size in actual[1:]):
+        return False
+    if len(sizes) == len(actual) == 1:
+        return sizes == list(actual)
+    if len(actual) > 1 and len(sizes) > 1:
+        return False  # [C, 1, 1] written with its axes is judged as a shape
+    return sorted(sizes)[:-1] == [1] * (len(sizes) - 1) and max(sizes) == actual[0]
+
+
+def prod_text(shape) -> str:
+    return f"{math.prod(shape):,}"
 
 
 def _compare_count(answer: Answer, block: Block, conventions: Conventions):
     actual = count_of(block, answer.quantity, conventions)
-    number = parse_count(answer.written, conventions.k, QUANTITIES[answer.quantity].kind == "bytes")
-    if number.rounded:
-        slack = conventions.rounded_tolerance * actual
-        correct = abs(number.value - actual) <= slack
-        shown = f"{actual:,} = {float(Fraction(actual, number.factor)):.4g}{number.unit}" if number.unit else f"{actual:,}"
-    else:
-        correct, shown = number.value == actual, f"{actual:,}"
-    return correct, actual, shown
+    allow_bytes = QUANTITIES[answer.quantity].kind == "bytes"
+    number = parse_count(answer.written, conventions.k, allow_bytes)
+    shown = f"{actual:,}"
+    if number.unit:
+        shown += f" = {float(Fraction(actual, number.factor)):.4g}{number.unit}"
+    if number.matches(actual, conventions.rounded_tolerance):
+        return Verdict(True, actual, shown)
+    return Verdict(False, actual, shown, other_convention(answer, block, conventions))
+
+
+# Other documented conventions a wrong count may have been written in: (quantity, how to say it).
+OTHER_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "params": (("weights", "counting weights only, without biases (as GoogLeNet's table does): ask for `weights`"),
+               ("trainable_params", "counting trainable parameters only: ask for `trainable_params`")),
+    "muls": (("muls_with_bias", "counting the bias as a multiplication: --muls-with-bias"),
+             ("macs", "without the bias (MACs): leave out --muls-with-bias")),
+    "macs": (("muls_with_bias", "counting the bias as a multiplication: ask for `muls_with_bias` (or `muls` "
+                                "with --muls-with-bias)"),),
+    "muls_with_bias": (("macs", "without the bias: ask for `macs`"),),
+    "flops": (("macs", "as MACs (fvcore calls MACs flops): FLOPs are 2 x MACs here"),),
+    "connections": (("macs", "as MACs without the bias: ask for `macs`"),),
+}
+
+
+def other_convention(answer: Answer, block: Block, conventions: Conventions) -> str | None:
+    """When a wrong count is right under another documented convention, say which and how to ask."""
+    allow_bytes = QUANTITIES[answer.quantity].kind == "bytes"
+    uses_k = isinstance(answer.written, str) and re.search(r"\d\s*[kK](?!i)", answer.written) is not None
+    other_k = 1024 if conventions.k == 1000 else 1000
+    keys = [(answer.quantity, "")] + [
+        (key, words) for key, words in OTHER_COUNTS.get(answer.quantity, ())
+        if not (answer.quantity == "muls" and (key == "muls_with_bias") == conventions.muls_with_bias)]
+    for k in [conventions.k, other_k] if uses_k else [conventions.k]:
+        number = parse_count(answer.written, k, allow_bytes)
+        for key, words in keys:
+            if (key, k) == (answer.quantity, conventions.k):
+                continue  # the conventions in force: already wrong
+            if number.matches(count_of(block, key, conventions), conventions.rounded_tolerance):
+                return "right " + " and ".join(filter(None, [words, f"with K = {k} (--k {k})" if k != conventions.k else ""]))
+    return None
 
 
 def _compare_rf(answer: Answer, block: Block, conventions: Conventions):
     actual = tuple(plain_number(s) for s in block.rows[-1].receptive_field.size)
+    shown = LAYOUTS[conventions.layout].spatial_order(actual)  # written in the layout's order: W x H in whd
     written = parse_rf(answer.written, len(actual))
-    return tuple(written) == actual, list(actual), "x".join(map(str, actual))
+    return Verdict(tuple(written) == tuple(shown), list(actual), "x".join(map(str, shown)))
 
 
 COMPARE: dict[str, Callable] = {"shape": _compare_shape, "count": _compare_count, "bytes": _compare_count,
@@ -452,10 +557,6 @@ COMPARE: dict[str, Callable] = {"shape": _compare_shape, "count": _compare_count
 
 def shape_of(block: Block, key: str) -> tuple[int, ...]:
     return block.rows[0].input_shape if key == "input" else block.rows[-1].output_shape
-
-
-def shape_text(shape, layout: str) -> str:
-    return "x".join(map(str, to_layout(shape, layout)))
 
 
 COUNT_ATTRS = {"params": "params", "trainable_params": "trainable_params", "weights": "weights",

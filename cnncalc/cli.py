@@ -11,6 +11,7 @@ import sys
 import click
 
 from .errors import EXIT_UNUSABLE, CnnCalcError
+from .notation import LAYOUT_KEYS
 
 FORMATS = ("table", "json", "csv", "markdown")
 EXIT_INTERNAL = 3
@@ -51,8 +52,9 @@ def analysis_options(func):
                      default="float32", show_default=True, help="Element type for memory."),
         click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
                      show_default=True, help="Optimizer state counted in training memory."),
-        click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None,
-                     help="Display shapes channels-first or channels-last (default: the spec's layout)."),
+        click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
+                     help="Show shapes as chw (C x H x W), hwc (H x W x C) or whd (W x H x D); also reads "
+                          "the spec's shape strings where it declares no layout (default: the spec's)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -126,13 +128,11 @@ def make_table(spec, fmt, rounding, columns, depth, explain, batch, dtype, optim
     from .engine import PartialAnalysis
 
     try:
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, layout)
         if output_file:
             from .output import refuse_to_overwrite
 
             refuse_to_overwrite(output_file, [loaded.file])
-        if layout:
-            loaded.layout = layout
         report, error = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
     except PartialAnalysis as exc:
         report, error = exc.report, exc
@@ -198,6 +198,8 @@ def emit_report(report, fmt: str, columns, error: CnnCalcError | None = None, ex
 
 
 def print_warnings(report) -> None:
+    for note in report.notes:
+        click.echo(f"{note.loc}: note: {note.message}", err=True)
     for warning in report.warnings:
         click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
 

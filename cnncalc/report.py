@@ -9,6 +9,7 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import Location
+from .notation import LAYOUTS
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 # How many copies of the trainable parameters training keeps: weights, gradients, optimizer state.
@@ -227,6 +228,7 @@ class Report:
     totals: Totals
     warnings: list[Finding] = field(default_factory=list)
     file: str | None = None
+    notes: list[Finding] = field(default_factory=list)  # how the input was read, where that needs saying
 
     @property
     def conventions(self) -> dict:
@@ -254,6 +256,8 @@ class Report:
             "units": "MB = 10^6 bytes, MiB = 2^20 bytes",
             "shapes": "[C, *spatial] without the batch axis",
             "layout": self.layout,
+            "layout_meaning": LAYOUTS[self.layout].words,
+            "lists": "shapes written as lists are always [C, *spatial]",
         }
 
     def to_dict(self) -> dict:
@@ -264,4 +268,5 @@ class Report:
             "layers": [row.to_dict() for row in self.layers],
             "totals": self.totals.to_dict(),
             "warnings": [w.to_dict() for w in self.warnings],
+            "notes": [n.to_dict() for n in self.notes],
         }

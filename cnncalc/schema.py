@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .notation import LAYOUT_KEYS, SHAPE_PATTERN
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 LAYER = {"$ref": "#/$defs/layer"}
 LAYERS = {"type": "array", "items": LAYER}
@@ -21,7 +23,6 @@ META_KEYS = ("name", "from", "expect")
 # pydantic writes annotated-types bounds on unions with its own names; these are JSON Schema's
 BOUND_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 SCHEMA_MAPS = ("properties", "$defs", "patternProperties")  # keywords whose values map names to schemas
-VOLUME_PATTERN = r"^\s*\d+(\s*[x×*,]\s*\d+)*\s*$"
 QUANTITY_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*([kKmMgGtT]i?)?\s*(b|B|bytes?)?\s*$"
 
 
@@ -51,14 +52,17 @@ def _top_level() -> dict:
         "name": {"type": ["string", "number"], "description": "the network's name (default: the file name)"},
         "description": {"type": "string", "description": "one line for `cnncalc models`"},
         "input": {
-            "description": "[C, *spatial] (1 to 3 spatial axes), or a string like 32x32x3 read in `layout` order",
+            "description": "[C, *spatial] (1 to 3 spatial axes; lists are always channels first), or a string "
+                           "like 3x32x32 read in `layout` order (default chw; 32x32x3 is read channels last, "
+                           "with a note), or 3@32x32",
             "anyOf": [
                 {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 1, "maxItems": 4},
-                {"type": "string", "pattern": VOLUME_PATTERN},
+                {"type": "string", "pattern": SHAPE_PATTERN},
             ],
         },
-        "layout": {"enum": ["chw", "hwc"], "default": "chw",
-                   "description": "how `input` strings are read and shapes shown: channels first or last"},
+        "layout": {"enum": list(LAYOUT_KEYS), "default": "chw",
+                   "description": "how `input` strings are read and shapes shown: chw (C x H x W, PyTorch), "
+                                  "hwc (H x W x C, Keras) or whd (W x H x D, the lecture's, width first)"},
         "rounding": {"enum": ["floor", "ceil", "strict"],
                      "description": "the rounding the network is written for; a command's --rounding wins"},
         "layers": {**LAYERS, "minItems": 1, "description": "the layer list"},

@@ -9,10 +9,11 @@ import sys
 
 import click
 
+from ..notation import LAYOUT_KEYS, LAYOUTS
+
 EXIT_FINDINGS = 1  # as cnncalc.errors.EXIT_FINDINGS (not imported: start-up time)
 FORMATS = ("table", "json", "markdown", "csv")
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int8", "uint8")
-LAYOUT_WORDS = {"chw": "channels first (C x H x W)", "hwc": "channels last (W x H x D)"}
 
 
 def _tolerance(ctx, param, value):
@@ -44,8 +45,9 @@ def _sheet_columns(ctx, param, value: str):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
               help="What a size that is not whole means: strict (the lecture) is an error.")
-@click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None,
-              help="How shapes like 28x28x6 are read and shown (default: the spec's layout).")
+@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
+              help="How shapes are shown and first read: chw (C x H x W), hwc (H x W x C), whd (W x H x D) "
+                   "(default: the spec's layout). Answers in another unambiguous notation are right too.")
 @click.option("--muls-with-bias", is_flag=True,
               help="`muls` answers count the bias too (the lecture's (F*F*D1 + 1)*K*W2*H2); default: MACs.")
 @click.option("--tolerance", callback=_tolerance, metavar="PCT",
@@ -81,10 +83,10 @@ def check(spec, answers, fmt, rounding, layout, muls_with_bias, tolerance, k, ba
     if sheet and answers:
         raise click.UsageError("--sheet prints a sheet; it takes no --answers")
     try:
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, layout)
         if output_file:
             refuse_to_overwrite(output_file, [loaded.file, answers])
-        conventions = Conventions(layout or loaded.layout, muls_with_bias, tolerance, int(k))
+        conventions = Conventions(loaded.layout, muls_with_bias, tolerance, int(k))
         analysis = analyze_blocks(loaded, rounding or loaded.rounding or "strict", batch, dtype)
         if analysis.error:
             raise analysis.error
@@ -151,15 +153,20 @@ def _written(result) -> str:
 
 def _result_cells(result) -> list[str]:
     return [result.answer.layer, result.quantity or "—", _written(result),
-            result.expected_text or "—", "right" if result.correct else "wrong",
-            result.formula or result.message]
+            result.expected_text or "—", "right" if result.correct else "wrong", _formula_cell(result)]
+
+
+def _formula_cell(result, separator: str = " — ") -> str:
+    """The formula, then how the answer was read or the convention it is right in."""
+    formula = result.formula or result.message
+    return f"{formula}{separator}{result.note}" if result.note else formula
 
 
 def _summary(results, conventions) -> str:
     right = sum(r.correct for r in results)
     muls = "MACs + bias" if conventions.muls_with_bias else "MACs (bias excluded)"
     tolerance = float(conventions.rounded_tolerance) * 100
-    return (f"{right} right, {len(results) - right} wrong. Conventions: shapes {LAYOUT_WORDS[conventions.layout]}; "
+    return (f"{right} right, {len(results) - right} wrong. Conventions: shapes {LAYOUTS[conventions.layout].words}; "
             f"muls = {muls}; K = {conventions.k}; rounded answers within {tolerance:g}%.")
 
 
@@ -174,7 +181,7 @@ def render_results(spec, results, conventions, fmt: str):
     if fmt == "csv":
         return _csv(["layer", "quantity", "answer", "expected", "correct", "formula"],
                     [[r.answer.layer, r.quantity or "", _written(r), r.expected_text, str(r.correct).lower(),
-                      r.formula or r.message] for r in results])
+                      _formula_cell(r)] for r in results])
     rows = [_result_cells(r) for r in results]
     if fmt == "markdown":
         lines = [f"## Check: {spec.name}", "", *_markdown_table(HEADERS, rows), "", _summary(results, conventions)]
@@ -192,7 +199,7 @@ def _rich_results(spec, results, rows, conventions):
         table.add_column(header, overflow="fold")
     for result, cells in zip(results, rows):
         verdict = Text("✓ right", style="green") if result.correct else Text("✗ wrong", style="bold red")
-        table.add_row(*cells[:4], verdict, cells[5])
+        table.add_row(*cells[:4], verdict, _formula_cell(result, "\n"))
     return Group(table, Text(_summary(results, conventions)))
 
 
@@ -224,7 +231,7 @@ def _sheet_notes(report, conventions, columns) -> str:
     from ..check import shape_text
 
     notes = [f"Input: {shape_text(report.input_shape, conventions.layout)}, "
-             f"shapes {LAYOUT_WORDS[conventions.layout]}."]
+             f"shapes {LAYOUTS[conventions.layout].words}."]
     if "muls" in columns:
         notes.append("MULs: multiplications " + ("including one per output for the bias."
                                                   if conventions.muls_with_bias else "without the bias (MACs)."))

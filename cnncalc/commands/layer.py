@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
+
+from ..notation import LAYOUT_KEYS
 
 # Options that map straight onto a layer key; values like 3x3, 3,5, same or [[1,2],[0,1]] are read below.
 LAYER_OPTIONS = ("filters", "kernel", "stride", "padding", "dilation", "groups", "output_padding", "features",
@@ -18,7 +21,10 @@ def read_value(text: str):
             return json.loads(text)
         except json.JSONDecodeError:
             raise click.BadParameter(f"cannot read {text!r} as a JSON list") from None
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()] if any(c.isdigit() for c in text) else [text]
+    if any(c.isdigit() for c in text):
+        parts = [p for p in re.split(r"[,xX×]", text) if p.strip()]
+    else:
+        parts = [text]
     values = []
     for part in parts:
         part = part.strip()
@@ -42,13 +48,16 @@ def layer_options(func):
 
 @click.command()
 @click.argument("kind")
-@click.option("--input", "input_", required=True, help="Input volume, e.g. 32x32x3 (read in --layout order).")
+@click.option("--input", "input_", required=True,
+              help="Input shape: 3x32x32 (C x H x W), 32x32x3 (read channels last, with a note), 3@32x32, 28x28 "
+                   "(one channel), or in --layout order.")
 @layer_options
 @click.option("--bias/--no-bias", default=None, help="With or without biases (default: the layer's).")
 @click.option("--ceil-mode", is_flag=True, default=None, help="Pooling: round the output size up.")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any other layer key.")
-@click.option("--layout", type=click.Choice(["hwc", "chw"]), default="hwc", show_default=True,
-              help="How --input is read and shapes are shown (hwc = the lecture's W x H x D).")
+@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
+              help="How --input is read and shapes are shown: chw (C x H x W), hwc (H x W x C, Keras), whd "
+                   "(W x H x D, the lecture's). Default: C x H x W, or as --input is plainly written.")
 @click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="strict", show_default=True)
 @click.option("--explain", is_flag=True, help="Show every formula with the numbers plugged in.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -76,10 +85,10 @@ def layer(kind, input_, bias, ceil_mode, extra, layout, rounding, explain, fmt, 
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
         args[key.strip()] = read_value(value)
-    spec = {"name": kind, "input": input_, "layout": layout, "layers": [{kind: args}]}
+    spec = {"name": kind, "input": input_, "layers": [{kind: args}]}
     try:
-        report = analyze(build_spec(spec, SourceMap(file="<command line>")), rounding=rounding, batch=batch,
-                         dtype=dtype)
+        report = analyze(build_spec(spec, SourceMap(file="<command line>"), layout=layout), rounding=rounding,
+                         batch=batch, dtype=dtype)
     except CnnCalcError as exc:
         fail(exc)
     show_rows(report, fmt, explain)
@@ -96,6 +105,9 @@ def show_rows(report, fmt: str, explain: bool, only: str | None = None) -> None:
                 data["explain"] = explanation_lines(row, report)
             rows.append(data)
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        from ..cli import print_warnings
+
+        print_warnings(report)
         return
     from ..cli import console
     from ..render.table import print_table
@@ -110,7 +122,8 @@ def show_rows(report, fmt: str, explain: bool, only: str | None = None) -> None:
 @click.option("--layer", "only", default=None, help="Explain only the layer with this name.")
 @click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
               help="Default: the spec's `rounding`, else floor.")
-@click.option("--layout", type=click.Choice(["chw", "hwc"]), default=None)
+@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
+              help="Show shapes as chw, hwc or whd (default: the spec's layout).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
               default="float32", show_default=True)
@@ -124,9 +137,7 @@ def explain(spec, only, rounding, layout, batch, dtype):
 
     error = None
     try:
-        loaded = load_spec(spec)
-        if layout:
-            loaded.layout = layout
+        loaded = load_spec(spec, layout)
         report = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype)
     except PartialAnalysis as exc:
         report, error = exc.report, exc
@@ -139,7 +150,8 @@ def explain(spec, only, rounding, layout, batch, dtype):
         fail(CnnCalcError(f"no layer is named `{only}`" + (f"; did you mean {', '.join(hint)}?" if hint else ""),
                           Location(file=report.file)))
     click.echo(explanation_text(report, only), nl=False)
-    for warning in report.warnings:
-        click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
+    from ..cli import print_warnings
+
+    print_warnings(report)
     if error:
         fail(error)

@@ -32,15 +32,16 @@ def one_axis(ctx, param, value: str | None):
     """`32` or `32x32`; solving is per axis, so unequal axes are refused."""
     if value is None or (param.name == "output" and value == "same"):
         return value
-    option, parts = param.opts[0], value.lower().split("x")
-    if not all(part.strip().isdigit() for part in parts):
+    from ..notation import split_sizes
+
+    option, parts = param.opts[0], split_sizes(value)
+    if parts is None:
         extra = " or `same`" if param.name == "output" else ""
         raise Malformed(f"{option} {value!r} is not a whole number like 32 or 32x32{extra}")
-    sizes = {int(part) for part in parts}
-    if len(sizes) > 1:
+    if len(set(parts)) > 1:
         raise Malformed(f"{option} {value}: the axes differ; solve one axis at a time "
-                        f"({option} {parts[0].strip()}, then the others)")
-    return sizes.pop()
+                        f"({option} {parts[0]}, then the others)")
+    return parts[0]
 
 
 @click.command(cls=OneLineErrors)

@@ -340,13 +340,20 @@ def _analysed(spec: str, batch: int, input_shape: str | None):
     """(spec, report at float32 and ``batch``); exit 2 when the spec or a layer is unusable."""
     from ..api import analyze, load_spec
     from ..cli import fail
+    from dataclasses import replace
+
     from ..errors import CnnCalcError, Location
+    from ..report import Finding
     from ..spec.build import read_input
 
     try:
         loaded = load_spec(resolve_spec(spec))
         if input_shape:
-            loaded.input = read_input(input_shape, loaded.layout, Location(file="--input"))
+            where = Location(file="--input")
+            reading = read_input(input_shape, loaded.chosen_layout, where)
+            notes = [Finding(where, reading.note)] if reading.note else []
+            loaded = replace(loaded, input=reading.shape, notes=notes,
+                             layout=loaded.chosen_layout or reading.layout)
         return loaded, analyze(loaded, rounding="floor", batch=batch, dtype="float32")
     except CnnCalcError as exc:
         fail(exc)
@@ -393,12 +400,12 @@ def _check_memory(estimate, engine, max_memory, loaded):
 
 def smaller_input(loaded) -> str | None:
     """The spec's input at half the spatial size, written as --input takes it (None if flat)."""
-    from ..spec.shorthand import to_layout
+    from ..notation import shape_text
 
     channels, *spatial = loaded.input
     if not spatial or max(spatial) < 2:
         return None
-    return "x".join(map(str, to_layout([channels, *(max(1, s // 2) for s in spatial)], loaded.layout)))
+    return shape_text([channels, *(max(1, s // 2) for s in spatial)], loaded.layout)
 
 
 def _wanted_rows(report, loaded, layer_name: str | None, all_layers: bool) -> set[int]:

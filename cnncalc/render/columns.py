@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..report import LayerRow, plain_number
-from ..spec.shorthand import to_layout
+from ..notation import LAYOUTS, shape_text
 from ..units import compact, short_bytes, thousands
 
 
@@ -16,10 +16,6 @@ class Column:
     value: Callable[[LayerRow, str], object]  # exact, for CSV
     text: Callable[[LayerRow, str], str]  # readable, for tables
     numeric: bool = False
-
-
-def shape_text(shape, layout: str) -> str:
-    return "x".join(map(str, to_layout(shape, layout)))
 
 
 def hyper_text(row: LayerRow, layout: str = "chw") -> str:
@@ -49,7 +45,8 @@ def hyper_text(row: LayerRow, layout: str = "chw") -> str:
 
 
 def rf_text(row: LayerRow, layout: str = "chw") -> str:
-    sizes = [plain_number(s) for s in row.receptive_field.size]
+    """Per-axis field sizes in the layout's spatial order (W x H in whd), one number when equal."""
+    sizes = LAYOUTS[layout].spatial_order(plain_number(s) for s in row.receptive_field.size)
     if not sizes:
         return ""
     return str(sizes[0]) if len(set(sizes)) == 1 else "x".join(map(str, sizes))

@@ -70,6 +70,8 @@ def table_text(report: Report, columns: tuple[str, ...] | None = None) -> Text:
 def render_table(report: Report, columns: tuple[str, ...] | None = None) -> Text:
     text = table_text(report, columns)
     text.append("\n" + "\n".join(totals_lines(report) + convention_lines(report)))
+    for note in report.notes:
+        text.append(f"\nnote: {note}", style="cyan")
     for warning in report.warnings:
         text.append(f"\nwarning: {warning}", style="yellow")
     return text

@@ -32,6 +32,8 @@ def to_markdown(report: Report, columns: tuple[str, ...] | None = None) -> str:
     for row in report.layers:
         lines.append("| " + " | ".join(_md_cell(c, row, report) for c in picked) + " |")
     lines += ["", *totals_lines(report), "", *convention_lines(report)]
+    if report.notes:
+        lines += ["", "Notes:", *[f"- {n}" for n in report.notes]]
     if report.warnings:
         lines += ["", "Warnings:", *[f"- {w}" for w in report.warnings]]
     return "\n".join(lines) + "\n"

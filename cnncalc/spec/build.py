@@ -7,15 +7,17 @@ with a scalar (`linear: 10`) or a mapping with arguments (`conv: {filters: 6, ke
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import SpecError
+from ..notation import DEFAULT_LAYOUT, LAYOUT_KEYS, NotationError, implausible, read_shape
+from ..report import Finding
 from .layers import KINDS, Composite, Layer
 from .loader import DataPath, SourceMap, format_path
-from .shorthand import canonical_kind, from_layout, parse_one_line, parse_vgg, parse_volume
+from .shorthand import canonical_kind, parse_one_line, parse_vgg
 
 META_KEYS = ("name", "from", "expect")
 TOP_KEYS = ("name", "description", "input", "layout", "rounding", "layers", "budgets", "input_values")
@@ -32,19 +34,24 @@ class Spec:
     name: str
     input: tuple[int, ...]
     layers: list[Layer]
-    layout: str = "chw"
+    layout: str = DEFAULT_LAYOUT  # how shapes are shown: the chosen layout, else the input string's reading
     rounding: str | None = None  # the convention the network is written for; commands' options win
     description: str | None = None
     budgets: dict[str, Any] = field(default_factory=dict)
     input_values: Any = None
     source: SourceMap = field(default_factory=SourceMap)
+    notes: list[Finding] = field(default_factory=list)  # how an input string was read, when that needs saying
+    chosen_layout: str | None = None  # the layout the spec or the command line chose; None: nobody did
 
     @property
     def file(self) -> str | None:
         return self.source.file
 
 
-def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "network") -> Spec:
+def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "network",
+               layout: str | None = None) -> Spec:
+    """``layout``: the command line's choice; it shows the shapes, and reads the spec's strings
+    where the spec declares no `layout` of its own."""
     source = source or SourceMap()
     if not isinstance(data, dict):
         raise SpecError(
@@ -56,9 +63,10 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     for key in ("input", "layers"):
         if key not in data:
             raise SpecError(f"the spec has no `{key}`", source.locate(()))
-    layout = data.get("layout", "chw")
-    if layout not in ("chw", "hwc"):
-        raise SpecError(f"`layout` must be chw or hwc, not {layout!r}", source.locate(("layout",)))
+    declared = data.get("layout")
+    if declared is not None and declared not in LAYOUT_KEYS:
+        raise SpecError(f"`layout` must be one of {', '.join(LAYOUT_KEYS)}, not {declared!r}",
+                        source.locate(("layout",)))
     rounding = data.get("rounding")
     if rounding is not None and rounding not in ROUNDINGS:
         raise SpecError(f"`rounding` must be one of {', '.join(ROUNDINGS)}, not {rounding!r}",
@@ -70,12 +78,16 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     layers = builder.layer_list(data["layers"], ("layers",), depth=0)
     if not layers:
         raise SpecError("`layers` is empty; list at least one layer", source.locate(("layers",)))
+    input_loc = source.locate(("input",))
+    reading = read_input(data["input"], declared or layout, input_loc)
     return Spec(
         name=str(name),
         description=_optional_text(data, "description", source),
-        input=read_input(data["input"], layout, source.locate(("input",))),
+        input=reading.shape,
         layers=layers,
-        layout=layout,
+        layout=layout or declared or reading.layout,
+        chosen_layout=layout or declared,
+        notes=[Finding(input_loc, reading.note)] if reading.note else [],
         rounding=rounding,
         budgets=_budgets(data.get("budgets"), source),
         input_values=data.get("input_values"),
@@ -83,21 +95,26 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     )
 
 
-def read_input(value: Any, layout: str, loc) -> tuple[int, ...]:
-    if isinstance(value, str):
-        try:
-            sizes = parse_volume(value, layout)
-        except SpecError as exc:
-            raise SpecError(exc.message, loc) from None
-    elif isinstance(value, list) and value and all(type(v) is int for v in value):
-        sizes = from_layout(value, layout)
-    else:
-        raise SpecError(f"`input` must be a shape like [3, 224, 224] or '224x224x3', not {value!r}", loc)
+def read_input(value: Any, layout: str | None, loc):
+    """The network input as a ``Reading``: lists are [C, *spatial]; strings per ``cnncalc.notation``."""
+    if not isinstance(value, (str, list)) or isinstance(value, list) and not all(type(v) is int for v in value):
+        raise SpecError(f"`input` must be a shape like [3, 224, 224] or '3x224x224', not {value!r}", loc)
+    try:
+        reading = read_shape(value, layout)
+    except NotationError as exc:
+        raise SpecError(str(exc), loc) from None
+    sizes = reading.shape
     if len(sizes) > 4:
         raise SpecError(f"`input` {value!r} has {len(sizes) - 1} spatial axes; at most 3 are supported", loc)
     if any(size <= 0 for size in sizes):
         raise SpecError(f"`input` sizes must be positive, got {value!r}", loc)
-    return tuple(sizes)
+    if isinstance(value, list) and len(value) > 2 and implausible(value[0], value[1:]) \
+            and not implausible(value[-1], value[:-1]):
+        note = (f"lists are always [C, *spatial], so {value} is {value[0]} channels of "
+                f"{'x'.join(map(str, value[1:]))}; if you meant channels last, write "
+                f"{[value[-1], *value[:-1]]} or the string '{'x'.join(map(str, value))}'")
+        reading = replace(reading, note=note)
+    return reading
 
 
 def _optional_text(data: dict, key: str, source: SourceMap) -> str | None:

@@ -1,10 +1,11 @@
-"""Compact notations: one-line layers (`conv 64 k3 s1 p1`), VGG paper notation (`conv3-64`,
-`maxpool`, `FC-4096`) and volume strings (`32x32x3`)."""
+"""Compact notations: one-line layers (`conv 64 k3 s1 p1`) and VGG paper notation (`conv3-64`,
+`maxpool`, `FC-4096`). Shapes (`32x32x3`) are read by ``cnncalc.notation``."""
 from __future__ import annotations
 
 import re
 
 from ..errors import SpecError
+from ..notation import split_sizes
 
 # token prefix in the one-line form -> argument key
 TOKEN_KEYS = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation", "g": "groups", "op": "output_padding",
@@ -17,7 +18,6 @@ ALIASES = {
 }
 VGG_CONV = re.compile(r"^conv(\d+)-(\d+)$", re.IGNORECASE)
 VGG_FC = re.compile(r"^fc-(\d+)$", re.IGNORECASE)
-VOLUME = re.compile(r"^\s*\d+(\s*[x×*,]\s*\d+)*\s*$")
 
 
 def canonical_kind(word: str) -> str:
@@ -56,7 +56,7 @@ def _split_token(token: str, primary: str | None, text: str) -> tuple[str, objec
     if "=" in token:
         key, _, raw = token.partition("=")
         return key, _value(raw, text)
-    if re.fullmatch(r"\d+(x\d+)*", token):
+    if split_sizes(token) is not None:
         if primary is None:
             raise SpecError(f"`{text}`: this kind takes no bare number; write key=value")
         return primary, _value(token, text)
@@ -64,7 +64,7 @@ def _split_token(token: str, primary: str | None, text: str) -> tuple[str, objec
         return "bias", False
     if token.lower() in ("ceil", "ceil_mode"):
         return "ceil_mode", True
-    match = re.fullmatch(r"(op|[a-z])(\d+(?:x\d+)*|same|valid)", token, re.IGNORECASE)
+    match = re.fullmatch(r"(op|[a-z])(\d+(?:[x×]\d+)*|same|valid)", token, re.IGNORECASE)
     if match and match[1].lower() in TOKEN_KEYS:
         return TOKEN_KEYS[match[1].lower()], _value(match[2], text)
     raise SpecError(f"`{text}`: cannot read `{token}` (expected e.g. k3, s2, p1, d2, g4, op1, nobias or key=value)")
@@ -75,29 +75,10 @@ def _value(raw: str, text: str):
         return raw.lower()
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
-    parts = raw.lower().split("x")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
+    numbers = split_sizes(raw)
+    if numbers is None:
         try:
             return float(raw)
         except ValueError:
             return raw
     return numbers[0] if len(numbers) == 1 else numbers
-
-
-def parse_volume(text: str, layout: str) -> list[int]:
-    """`32x32x3` (hwc) or `3x32x32` (chw) -> [C, *spatial]."""
-    if not VOLUME.match(text):
-        raise SpecError(f"cannot read the volume {text!r}; write it like 32x32x3 or [3, 32, 32]")
-    sizes = [int(p) for p in re.split(r"\s*[x×*,]\s*", text.strip())]
-    return from_layout(sizes, layout)
-
-
-def from_layout(sizes: list[int], layout: str) -> list[int]:
-    return [sizes[-1], *sizes[:-1]] if layout == "hwc" and len(sizes) > 1 else list(sizes)
-
-
-def to_layout(shape, layout: str) -> list[int]:
-    shape = list(shape)
-    return [*shape[1:], shape[0]] if layout == "hwc" and len(shape) > 1 else shape
