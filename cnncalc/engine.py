@@ -9,6 +9,7 @@ import gc
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from .errors import CnnCalcError, FitError, SpecError
 from .formulas import Window, half, misfit_message
@@ -119,12 +120,22 @@ class Engine:
         return self.emit(layer, [x], layer.infer(x.shape, self), scope, name)
 
     def merge(self, layer: Layer, inputs: list[Tensor], shape: tuple[int, ...], scope: Scope, name: str) -> Tensor:
-        """Add or concatenate: the receptive field is the widest of the inputs'."""
-        widest = max(inputs, key=lambda t: t.rf.size)
-        return self.emit(layer, inputs, Outcome(shape=shape), scope, name, kind=_merge_kind(layer), rf_from=widest)
+        """Add or concatenate (also the merge of `residual` and `branches`): every output pixel
+        sees what the same pixel of each input sees, so the receptive field is the union of the
+        inputs' fields per axis (``union_rf``); `concat` with `crop` first shifts each input's
+        field by the rows/columns its centre crop drops."""
+        fields = [t.rf for t in inputs]
+        if getattr(layer, "crop", False) and len(shape) > 1:
+            smallest = shape[1:]
+            fields = [crop_rf(t.rf, t.shape[1:], smallest) for t in inputs]
+        spatial = inputs[0].spatial
+        if len(shape) == 1 and len(inputs) > 1 and len({len(t.spatial) for t in inputs}) == 1:
+            spatial = tuple(map(max, *(t.spatial for t in inputs)))  # flat inputs: the largest last maps
+        return self.emit(layer, inputs, Outcome(shape=shape), scope, name, kind=_merge_kind(layer),
+                         merged=(union_rf(fields), spatial))
 
     def emit(self, layer: Layer, inputs: list[Tensor], outcome: Outcome, scope: Scope, name: str,
-             kind: str | None = None, rf_from: Tensor | None = None) -> Tensor:
+             kind: str | None = None, merged: tuple[ReceptiveField, tuple[int, ...]] | None = None) -> Tensor:
         shape = outcome.shape
         elements = math.prod(shape) * self.batch
         if elements > MAX_ELEMENTS:
@@ -133,7 +144,7 @@ class Engine:
         if outcome.weights > MAX_ELEMENTS:
             raise CnnCalcError(f"the layer would have {outcome.weights:,} weights, more than any tensor library "
                                "can address; such a weight tensor could never exist")
-        rf, spatial = self.move_rf(rf_from or inputs[0], outcome.rf)
+        rf, spatial = merged or self.move_rf(inputs[0], outcome.rf)
         node = len(self.rows)
         path = layer.path
         self.rows.append(LayerRow(
@@ -185,8 +196,9 @@ class Engine:
         rf, spatial = x.rf, x.spatial
         if change is None or not rf.size:
             return rf, spatial
-        if change == GLOBAL:
+        if change == GLOBAL:  # the whole last map; after it, that map is covered (fc7 sees what fc6 saw)
             change = tuple(RFStep(size, 1, half(size - 1)) for size in spatial)
+            spatial = (1,) * len(spatial)
         if len(change) != len(rf.size):
             return rf, spatial
         size = tuple(s + (step.extent - 1) * j for s, j, step in zip(rf.size, rf.jump, change))
@@ -248,7 +260,7 @@ class Engine:
             optimizer_state_bytes=extra_copies * trainable * self.bytes_per,
         )
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
-                      self.optimizer, rows, totals, self.warnings, self.spec.file)
+                      self.optimizer, rows, totals, self.warnings, self.spec.file, list(self.spec.notes))
 
 
 # ---------------------------------------------------------------------- composite walks
@@ -301,6 +313,52 @@ COMPOSITE_WALKS = {
     Branches: walk_branches,
     DepthwiseSeparable: walk_depthwise_separable,
 }
+
+
+# ---------------------------------------------------------------------- receptive field of merges
+def union_rf(fields: list[ReceptiveField]) -> ReceptiveField:
+    """The receptive field of a merge (add, concat, the merge of residual and branches): per axis
+    the smallest interval holding every input's field.
+
+    ``start`` is the centre of output 0's field (``size`` pixels, from ``start - (size-1)/2`` to
+    ``start + (size-1)/2``), so in edges: ``left = start - size/2``, ``right = start + size/2``;
+    the union spans ``min(left)..max(right)``. Worked in doubled units so whole fields stay ints.
+    Inputs of one merge have one resolution, hence equal jumps; should they differ, the larger
+    jump per axis is kept. Flat fields (no spatial axes) and mismatched ranks keep the first."""
+    first = fields[0]
+    if len(fields) == 1 or not first.size:
+        return first
+    rest = fields[1:]
+    if all(f == first for f in rest):
+        return first
+    rank = len(first.size)
+    if any(len(f.size) != rank for f in rest):  # cannot happen for one network input; stay defined
+        return first
+    size, jump, start = [], [], []
+    for axis in range(rank):
+        left2 = min(2 * f.start[axis] - f.size[axis] for f in fields)  # 2 * left edge
+        right2 = max(2 * f.start[axis] + f.size[axis] for f in fields)  # 2 * right edge
+        size.append(_divide(right2 - left2, 2))
+        start.append(_divide(left2 + right2, 4))
+        jump.append(max(f.jump[axis] for f in fields))
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def crop_rf(rf: ReceptiveField, have: tuple[int, ...], want: tuple[int, ...]) -> ReceptiveField:
+    """The field of an input that `concat`'s `crop` centre-crops from ``have`` to ``want``: output
+    0 is its pixel ``(have - want) // 2`` (the odd one more is cut at the end, as the backends do)."""
+    if have == want or len(rf.size) != len(have):
+        return rf
+    start = tuple(st + ((h - w) // 2) * j for st, j, h, w in zip(rf.start, rf.jump, have, want))
+    return ReceptiveField(rf.size, rf.jump, start)
+
+
+def _divide(value, by: int):
+    """value / by, an int when whole (ints stay fast; Fractions stay exact)."""
+    if type(value) is int and value % by == 0:
+        return value // by
+    value = Fraction(value, by)
+    return value.numerator if value.denominator == 1 else value
 
 
 def _merge_kind(layer: Layer) -> str:

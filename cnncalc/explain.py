@@ -2,13 +2,15 @@
 its value, e.g. `W2 = (W1 - F + 2P)/S + 1 = (32 - 5 + 2*2)/1 + 1 = 32`.
 
 Every line has the shape `NAME = symbols = arithmetic = value`; the arithmetic is plain Python
-syntax, so tests can evaluate it and compare with the value.
+syntax, so tests can evaluate it and compare with the value. A size that nothing computes
+leaves out the arithmetic, `W2 = output = 7`, or the symbols too, `W2 = 1 (...)`; words after
+the value sit in parentheses.
 """
 from __future__ import annotations
 
 from fractions import Fraction
 
-from .formulas import Window
+from .formulas import Window, adaptive_bins
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -46,6 +48,59 @@ def size_lines(windows: list[Window], out_sizes) -> list[str]:
         symbols = window_symbols(next(w for n, w in zip(names, windows) if n == axes[0]), "W" if len(axes) > 1 else axes[0])
         lines.append(f"{' = '.join(a + '2' for a in axes)} = {symbols} = {formula} = {value}")
     return lines
+
+
+def axis_lines(items: list[tuple[str, str, str]]) -> list[str]:
+    """Per-axis lines from (symbols, arithmetic, value) in axis order, `{a}` in the symbols
+    standing for the axis name; equal axes share a line (`W2 = H2 = W1*factor = 4*2 = 8`).
+    Empty symbols or arithmetic are left out: `W2 = output = 7` (nothing to compute)."""
+    names = axis_names(len(items))
+    grouped: dict[tuple, list[str]] = {}
+    for name, (symbols, arithmetic, value) in zip(names, items):
+        grouped.setdefault((symbols, arithmetic, value), []).append(name)
+    lines = []
+    for (symbols, arithmetic, value), axes in grouped.items():
+        axes = list(reversed(axes))  # the lecture writes W before H
+        symbols = symbols.format(a="W" if len(axes) > 1 else axes[0])
+        parts = [" = ".join(a + "2" for a in axes), symbols, arithmetic, value]
+        lines.append(" = ".join(part for part in parts if part))
+    return lines
+
+
+def unpool_lines(sizes, factors) -> list[str]:
+    return axis_lines([("{a}1*factor", f"{i}*{f}", str(i * f)) for i, f in zip(sizes, factors)])
+
+
+def upsample_lines(sizes, scales, out_sizes, size_given: bool) -> list[str]:
+    """scale_factor: floor(W1*scale) (PyTorch's rule), written with // when the scale is not whole."""
+    items = []
+    for i, scale, out in zip(sizes, scales, out_sizes):
+        scale = Fraction(scale)
+        if size_given:
+            items.append(("size", "", f"{out} (scale {scale})"))
+        elif scale.denominator == 1:
+            items.append(("{a}1*scale", f"{i}*{scale}", str(out)))
+        else:
+            items.append(("floor({a}1*scale)", f"{i}*{scale.numerator}//{scale.denominator}", str(out)))
+    return axis_lines(items)
+
+
+def adaptive_lines(sizes, written, out_sizes) -> list[str]:
+    """Adaptive pooling: the output is what `output` says; null keeps the input's size."""
+    items = []
+    for i, asked, out in zip(sizes, written, out_sizes):
+        if asked is None:
+            items.append(("{a}1", "", f"{out} (null keeps the input size)"))
+        else:
+            widths = sorted({end - start for start, end in adaptive_bins(i, out)})
+            across = f"{widths[0]}" if len(widths) == 1 else f"{widths[0]} to {widths[-1]}"
+            items.append(("output", "", f"{out} (bins {across} wide over {i})"))
+    return axis_lines(items)
+
+
+def global_lines(sizes) -> list[str]:
+    whole = "x".join(map(str, sizes))
+    return axis_lines([("", "", f"1 (one window covers the whole {whole} input)")] * len(sizes))
 
 
 def kernel_symbols(kernel) -> tuple[str, str]:
@@ -104,7 +159,8 @@ def table_lines(kernel, inputs_per_filter: list[int], bias: bool, positions: int
 def linear_lines(n_in: int, features: int, bias: bool) -> list[str]:
     if bias:
         return [f"params = (N_in + 1)*N_out = ({n_in} + 1)*{features} = {(n_in + 1) * features}",
-                f"MACs = N_in*N_out = {n_in}*{features} = {n_in * features}"]
+                f"MACs = N_in*N_out = {n_in}*{features} = {n_in * features}",
+                f"MULs with bias = (N_in + 1)*N_out = ({n_in} + 1)*{features} = {(n_in + 1) * features}"]
     return [f"params = N_in*N_out = {n_in}*{features} = {n_in * features}",
             f"MACs = N_in*N_out = {n_in}*{features} = {n_in * features}"]
 

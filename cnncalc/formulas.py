@@ -104,7 +104,8 @@ def prod(values) -> int:
 
 def misfit_message(windows: list[Window], what: str) -> str:
     """e.g. `(7 - 3)/3 + 1 = 2.33 is not whole: a 3x3 filter at stride 3 does not fit a 7x7 input
-    (1 row and 1 column unused)`. Only the axes that do not fit are shown in the formula."""
+    (1 row and 1 column unused)`. Only the axes that do not fit are shown in the formula; axes whose
+    formulas differ are joined: `(...) = 40.88 and (...) = 40.83 are not whole`."""
     bad = [(axis, w) for axis, w in enumerate(windows) if w.exact().denominator != 1]
     formulas = []
     for _, w in bad:
@@ -122,7 +123,8 @@ def misfit_message(windows: list[Window], what: str) -> str:
         noun = nouns[axis] if axis < len(nouns) else "position"
         unused.append(f"{count} {noun}{'' if count == 1 else 's'}")
     padded = " padded" if any(sum(w.pad) for w in windows) else ""
+    verb = "is" if len(formulas) == 1 else "are"
     return (
-        f"{' and '.join(formulas)} is not whole: a {kernel} {what} at stride {stride} does not fit "
+        f"{' and '.join(formulas)} {verb} not whole: a {kernel} {what} at stride {stride} does not fit "
         f"a {size}{padded} input ({' and '.join(unused)} unused)"
     )

@@ -29,7 +29,7 @@ KINDS = ("parse", "fit", "expect", "budget")
 @dataclass(frozen=True)
 class Budget:
     key: str  # as in the spec's `budgets:` mapping
-    option: str  # the CLI option that overrides it
+    option: str  # the CLI option that sets it too (the stricter limit counts)
     noun: str
 
 
@@ -56,7 +56,8 @@ class Problem:
 @dataclass(frozen=True)
 class Options:
     rounding: str | None = None  # None: each spec's own `rounding`, else strict
-    budgets: dict = field(default_factory=dict)  # from the CLI: key -> (limit, as written); wins over the spec's
+    budgets: dict = field(default_factory=dict)  # from the CLI: key -> (limit, as written); the stricter of it
+    # and the spec's own budget counts
     batch: int = 1
     dtype: str = "float32"
 
@@ -173,26 +174,37 @@ def expectation_problems(spec, analysis) -> list[Problem]:
 
 # ----------------------------------------------------------------------------- budgets
 def budget_problems(spec, report, options: Options) -> list[Problem]:
+    """The spec's `budgets:` and the command line's options both hold: the stricter limit counts
+    (a looser option cannot lift the spec's own budget), and the problem says which one it is."""
     from .units import parse_quantity
 
     problems = []
     for budget in BUDGETS:
-        if budget.key in options.budgets:
-            limit, written = options.budgets[budget.key]
-            loc, source = Location(spec.file), budget.option
-        elif budget.key in spec.budgets:
+        limits = []  # (limit, as written, location, source); the spec's first, so it wins a tie
+        if budget.key in spec.budgets:
             written = spec.budgets[budget.key]
-            loc, source = spec.source.locate(("budgets", budget.key)), "the budget"
+            loc = spec.source.locate(("budgets", budget.key))
             try:
-                limit = parse_quantity(written)
+                limits.append((parse_quantity(written), written, loc, "the budget"))
             except ValueError as exc:
                 problems.append(Problem("parse", loc, f"`budgets.{budget.key}`: {exc}"))
-                continue
-        else:
+        if budget.key in options.budgets:
+            limit, written = options.budgets[budget.key]
+            limits.append((limit, written, Location(spec.file), budget.option))
+        if not limits:
             continue
+        limit, written, loc, source = min(limits, key=lambda item: item[0])
         actual = budget_value(budget.key, report)
         if actual > limit:
-            problems.append(Problem("budget", loc, budget_message(budget, report, actual, limit, written, source)))
+            message = budget_message(budget, report, actual, limit, written, source)
+            looser = [item for item in limits if item[3] != source]
+            if looser:
+                other_limit, other_written, _, other_source = looser[0]
+                other = "the spec's budget" if other_source == "the budget" else other_source
+                relation = "stricter than" if other_limit > limit else "the same as"
+                shown = _limit_text(budget, other_limit, other_written).split(" (")[0]  # no nested brackets
+                message += f" ({relation} {other} of {shown})"
+            problems.append(Problem("budget", loc, message))
     return problems
 
 
@@ -204,9 +216,14 @@ def budget_value(key: str, report) -> int:
 def budget_message(budget: Budget, report, actual: int, limit: int, written, source: str) -> str:
     from .units import human_bytes
 
-    unit = " B" if budget.key == "max_memory" else ""
-    limit_text = f"{written} ({limit:,}{unit})" if str(written) != str(limit) else f"{limit:,}{unit}"
+    limit_text = _limit_text(budget, limit, written)
     if budget.key == "max_memory":
         return (f"inference memory {actual:,} B ({human_bytes(actual)}: params + peak live activations, "
                 f"{report.dtype}, batch {report.batch}) exceeds {source} of {limit_text}")
     return f"{actual:,} {budget.noun} exceed {source} of {limit_text}"
+
+
+def _limit_text(budget: Budget, limit: int, written) -> str:
+    """`25M (25,000,000)` as written and in full; `1,000` when they are the same."""
+    unit = " B" if budget.key == "max_memory" else ""
+    return f"{written} ({limit:,}{unit})" if str(written) != str(limit) else f"{limit:,}{unit}"

@@ -23,6 +23,8 @@ def evaluate(line: str) -> tuple[float, float]:
     """`W2 = sym = (32 - 5 + 2*2)/1 + 1 = 32` -> (value of the arithmetic, the claimed value)."""
     parts = [p.strip() for p in line.split(" = ")]
     arithmetic, claimed = parts[-2], parts[-1].split(" -> ")[0].split(" (")[0]
+    if re.search(r"[A-Za-z_]", arithmetic):  # symbols, no arithmetic: `activations = N_out = 84`, `W2 = output = 7`
+        arithmetic = claimed
     assert re.fullmatch(r"[0-9+\-*/(). ]+", arithmetic), line
     return eval(arithmetic), float(claimed)  # noqa: S307 - digits and operators only, checked above
 

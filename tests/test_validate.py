@@ -50,13 +50,13 @@ def test_every_problem_of_every_file_one_line_each():
                              "--rounding floor accepts sizes that are not whole, as PyTorch does\n")
 
 
-def test_cli_budget_overrides_the_spec_budget_and_floor_accepts_misfits():
+def test_the_stricter_of_the_cli_and_spec_budgets_counts_and_floor_accepts_misfits():
     result = validate("validate", "--max-params", "150", "--rounding", "floor")
     assert result.stdout.splitlines() == [
         BROKEN,
-        "validate/budget.yaml: 156 params exceed --max-params of 150",  # the spec's 100 no longer counts
+        OVER_SPEC_BUDGET + " (stricter than --max-params of 150)",  # the spec's 100 is stricter: it counts
         EXPECT,
-        "validate/good.yaml: 156 params exceed --max-params of 150",  # and the spec's 200 neither
+        "validate/good.yaml: 156 params exceed --max-params of 150 (stricter than the spec's budget of 200)",
     ]
 
 

@@ -118,10 +118,14 @@ def test_inception_5x5_branch_and_its_bottleneck():
 
 
 def test_depthwise_separable_vs_regular_conv():
-    regular = last([2, 4, 4], {"conv": {"filters": 4, "kernel": 3, "padding": 1, "bias": False}})
+    # The lecture's example: a 6x6x2 input, no padding, 4x4 output with 4 channels.
+    regular = last([2, 6, 6], {"conv": {"filters": 4, "kernel": 3, "bias": False}})
+    assert regular["output_shape"] == [4, 4, 4]
     assert (regular["weights"], regular["macs"]) == (72, 1152)
-    separable = run([2, 4, 4], {"depthwise_separable": {"filters": 4, "kernel": 3, "bias": False}}).totals
-    assert (separable.trainable_params, separable.macs) == (26, 416)
+    report = run([2, 6, 6], {"depthwise_separable": {"filters": 4, "kernel": 3, "bias": False}})
+    assert report.layers[-1].output_shape == (4, 4, 4)  # no padding by default, as `conv`
+    separable = report.totals
+    assert (separable.trainable_params, separable.macs) == (26, 416)  # 3*3*2 + 1*1*2*4; (18 + 8)*4*4
 
 
 @pytest.mark.parametrize("depth", [1, 16, 64, 512])

@@ -40,8 +40,8 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
     """Check spec files, folders (recursively: *.yaml, *.yml, *.json, *.toml) and globs.
 
     Lists every problem: parse errors, shapes that do not fit, failed `expect` values and
-    budgets (the spec's `budgets:`, overridden by the options). Exit 0 clean, 1 problems,
-    2 unusable input (a path that does not exist, a bad option).
+    budgets (the spec's `budgets:` and the options; the stricter limit counts). Exit 0 clean,
+    1 problems, 2 unusable input (a path that does not exist, a bad option).
     """
     from ..cli import fail
     from ..errors import CnnCalcError

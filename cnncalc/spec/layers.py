@@ -15,7 +15,8 @@ from annotated_types import Ge, Gt, Le, Len, Lt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 
 from ..errors import ShapeError
-from ..explain import axis_names, conv_lines, linear_lines, size_lines, table_lines, transposed_lines
+from ..explain import (adaptive_lines, axis_names, conv_lines, global_lines, linear_lines, size_lines, table_lines,
+                       transposed_lines, unpool_lines, upsample_lines)
 from ..formulas import Window, adaptive_bins, half, prod, same_padding, transposed_formula, transposed_size
 
 # ----------------------------------------------------------------------------- field types
@@ -28,6 +29,7 @@ PadPair = Annotated[list[NonNegInt], Len(2, 2)]
 Padding = Union[NonNegInt, Literal["same", "valid"], Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
 PoolPadding = Union[NonNegInt, Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
 Scale = Union[PosNumber, Annotated[list[PosNumber], Len(1, 3)]]
+KeepAxes = Union[PosInt, Annotated[list[Union[PosInt, None]], Len(1, 3)]]  # null: keep that axis' size
 
 AXES_HELP = "a positive whole number, or a list with one per spatial axis"
 
@@ -338,18 +340,24 @@ class AvgPool(Pool):
 
 
 class AdaptivePool(Leaf):
-    output: Axes = Field(description="output size: " + AXES_HELP)
+    output: KeepAxes = Field(description="output size: " + AXES_HELP + "; null in the list keeps that axis' "
+                             "input size, as PyTorch's None")
     family: ClassVar[str] = "pool"
     primary: ClassVar[str] = "output"
 
     def infer(self, shape, ctx):
         rank = spatial_rank(shape, self.kind)
-        out_sizes = per_axis(self.output, rank, "output")
+        written = per_axis(self.output, rank, "output")
+        if rank == 1 and written[0] is None:
+            raise ShapeError(f"`output: [null]` needs 2 or 3 spatial axes: PyTorch's 1-D adaptive pooling takes "
+                             f"no None; write the size ({shape[1]}) instead")
+        out_sizes = tuple(size if out is None else out for size, out in zip(shape[1:], written))
         steps = []
         for size, out in zip(shape[1:], out_sizes):
             widest = max(end - start for start, end in adaptive_bins(size, out))
             steps.append(RFStep(widest, Fraction(size, out), half(widest - 1)))
-        return Outcome(shape=(shape[0], *out_sizes), rf=tuple(steps), hyper={"output": out_sizes})
+        return Outcome(shape=(shape[0], *out_sizes), rf=tuple(steps), hyper={"output": out_sizes},
+                       explain=lambda: adaptive_lines(shape[1:], written, out_sizes))
 
 
 class AdaptiveAvgPool(AdaptivePool):
@@ -365,7 +373,8 @@ class GlobalPool(Leaf):
 
     def infer(self, shape, ctx):
         rank = spatial_rank(shape, self.kind)
-        return Outcome(shape=(shape[0],) + (1,) * rank, rf=GLOBAL, hyper={"kernel": shape[1:]})
+        return Outcome(shape=(shape[0],) + (1,) * rank, rf=GLOBAL, hyper={"kernel": shape[1:]},
+                       explain=lambda: global_lines(shape[1:]))
 
 
 class GlobalAvgPool(GlobalPool):
@@ -532,8 +541,10 @@ class Upsample(Leaf):
         out = (shape[0], *out_sizes)
         check_positive(out, "the scale factor shrinks the input to nothing")
         extent = 1 if self.mode == "nearest" else 2
+        given = self.size is not None
         return Outcome(shape=out, rf=tuple(RFStep(extent, 1 / s, (1 / s - 1) / 2) for s in scales),
-                       hyper={"scale": tuple(float(s) for s in scales)})
+                       hyper={"scale": tuple(float(s) for s in scales)},
+                       explain=lambda: upsample_lines(shape[1:], scales, out_sizes, given))
 
 
 class Unpool(Leaf):
@@ -552,6 +563,7 @@ class Unpool(Leaf):
             shape=(shape[0], *(i * f for i, f in zip(shape[1:], factors))),
             rf=tuple(RFStep(1, Fraction(1, f), Fraction(1 - f, 2 * f)) for f in factors),
             hyper={"kernel": factors, "stride": factors},
+            explain=lambda: unpool_lines(shape[1:], factors),
         )
 
 
@@ -659,7 +671,7 @@ class DepthwiseSeparable(Composite):
     filters: PosInt = Field(description="output channels of the pointwise conv")
     kernel: Axes = Field(3, description="depthwise kernel: " + AXES_HELP)
     stride: Axes = Field(1, description="depthwise stride: " + AXES_HELP)
-    padding: Padding | None = Field(None, description="depthwise padding; default (F-1)/2*D per axis, as PyTorch nets write it")
+    padding: Padding = Field(0, description="depthwise padding P, as `conv` takes it (default 0: no padding)")
     dilation: Axes = Field(1, description="depthwise dilation: " + AXES_HELP)
     multiplier: PosInt = Field(1, description="depthwise filters per input channel")
     bias: bool = Field(True, description="whether both convs have biases")
@@ -668,23 +680,10 @@ class DepthwiseSeparable(Composite):
         return 2
 
     def expand(self, channels: int) -> list[Conv]:
-        padding = self.padding
-        if padding is None:
-            kernels, dilations = _as_list(self.kernel), _as_list(self.dilation)
-            if len(kernels) != len(dilations) and 1 not in (len(kernels), len(dilations)):
-                raise ShapeError("`kernel` and `dilation` have different numbers of axes")
-            width = max(len(kernels), len(dilations))
-            kernels, dilations = kernels * (width // len(kernels)), dilations * (width // len(dilations))
-            padding = [(k - 1) // 2 * d for k, d in zip(kernels, dilations)]
-            padding = padding[0] if len(set(padding)) == 1 else padding
         depthwise = Conv(name="depthwise", filters=channels * self.multiplier, kernel=self.kernel, stride=self.stride,
-                         padding=padding, dilation=self.dilation, groups=channels, bias=self.bias)
+                         padding=self.padding, dilation=self.dilation, groups=channels, bias=self.bias)
         pointwise = Conv(name="pointwise", filters=self.filters, kernel=1, bias=self.bias)
         return [depthwise, pointwise]
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, list) else [value]
 
 
 LAYER_CLASSES: tuple[type[Layer], ...] = (

@@ -100,6 +100,11 @@ def _load_yaml(text: str, file: str | None) -> tuple[Any, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "malformed YAML"
+        tab = _tab_at(text, mark)
+        if tab:
+            problem = (f"a tab at line {tab[0]}, column {tab[1]}: YAML forbids tabs for indentation; "
+                       "indent with spaces")
+            line = tab[0]
         raise SpecError(f"is not valid YAML: {problem}", Location(file, line)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"is not valid YAML: {exc}", Location(file)) from None
@@ -107,6 +112,20 @@ def _load_yaml(text: str, file: str | None) -> tuple[Any, SourceMap]:
     if node is None:
         raise SpecError("is empty; a spec needs at least `input` and `layers`", Location(file))
     return _NodeReader(source, yaml).read(node), source
+
+
+def _tab_at(text: str, mark) -> tuple[int, int] | None:
+    """(line, column), 1-based, of the tab that PyYAML stopped at ("found character that cannot
+    start any token" does not say it is a tab), or None when it stopped at something else."""
+    if mark is None:
+        return None
+    lines = re.split("\r\n|[\r\n\x85\u2028\u2029]", text)  # YAML's line breaks, not str.splitlines()'s
+    if mark.line >= len(lines):
+        return None
+    row = lines[mark.line]
+    if mark.column < len(row) and row[mark.column] == "\t":
+        return mark.line + 1, mark.column + 1
+    return None
 
 
 class _NodeReader:
