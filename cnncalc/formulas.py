@@ -102,6 +102,13 @@ def prod(values) -> int:
     return math.prod(values)
 
 
+def article(number_text: str) -> str:
+    """'an' before numbers said with a vowel sound (8, 11, 18, 80...), else 'a'."""
+    digits = number_text.split("x")[0]
+    spoken_vowel = digits.startswith("8") or digits in ("11", "18") or (len(digits) in (5, 6) and digits[:2] in ("11", "18"))
+    return "an" if spoken_vowel else "a"
+
+
 def misfit_message(windows: list[Window], what: str) -> str:
     """e.g. `(7 - 3)/3 + 1 = 2.33 is not whole: a 3x3 filter at stride 3 does not fit a 7x7 input
     (1 row and 1 column unused)`. Only the axes that do not fit are shown in the formula; axes whose
@@ -125,6 +132,6 @@ def misfit_message(windows: list[Window], what: str) -> str:
     padded = " padded" if any(sum(w.pad) for w in windows) else ""
     verb = "is" if len(formulas) == 1 else "are"
     return (
-        f"{' and '.join(formulas)} {verb} not whole: a {kernel} {what} at stride {stride} does not fit "
-        f"a {size}{padded} input ({' and '.join(unused)} unused)"
+        f"{' and '.join(formulas)} {verb} not whole: {article(kernel)} {kernel} {what} at stride {stride} does not fit "
+        f"{article(size)} {size}{padded} input ({' and '.join(unused)} unused)"
     )

@@ -116,6 +116,11 @@ def read_shape(value: Any, layout: str | None = None) -> Reading:
     if not isinstance(value, str):
         raise NotationError(f"{value!r} is not a shape like 3x32x32, 32x32x3 or [3, 32, 32]")
     text = value.strip()
+    if text[:1] + text[-1:] in ("[]", "()"):  # a list typed as text: [C, *spatial], as every list
+        sizes = split_sizes(text[1:-1])
+        if sizes is None:
+            raise NotationError(f"cannot read the volume {value!r}; write a list like [3, 32, 32]")
+        return Reading(tuple(sizes), layout or DEFAULT_LAYOUT)
     if "@" in text:
         return _read_at(text, layout)
     sizes = split_sizes(text)

@@ -246,3 +246,10 @@ def test_upper_case_and_times_signs_are_read_everywhere():
     assert layer_json("conv", "--input", "3×32×32", "--filters", "4", "--kernel", "3×3")["params"] == 112
     spec = cnncalc.load_spec({"input": "3x32x32", "layers": ["conv 4 k3X3", "conv 4 3×3" if False else "conv 4 k3×3"]})
     assert cnncalc.analyze(spec).totals.params == 112 + 148
+
+
+@pytest.mark.parametrize("text", ["[3, 32, 32]", "(3,32,32)", " [3 x 32 x 32] "])
+def test_a_list_typed_as_text_is_a_list(text):
+    assert read_shape(text).shape == (3, 32, 32)
+    assert read_shape(text, "whd").shape == (3, 32, 32)
+    assert layer_json("conv", "--input", text, "--filters", "8", "--kernel", "3")["params"] == 224

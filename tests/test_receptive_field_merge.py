@@ -457,3 +457,12 @@ def test_inception_v3_mixed_7c_matches_torch_gradient_footprint():
     assert tuple(extent for extent, _, _ in measured) == rf.size
     assert tuple(centre for _, centre, _ in measured) == tuple(
         st + i * j for st, j, (_, _, i) in zip(rf.start, rf.jump, measured))
+
+
+def test_fully_connected_layers_after_the_first_keep_its_field():
+    """fc6 already sees the whole last map; fc7 and fc8 see no more input pixels than fc6."""
+    from cnncalc import analyze
+
+    rows = {row.name: row for row in analyze("alexnet").layers}
+    fields = [tuple(rows[name].receptive_field.size) for name in ("fc6", "fc7", "fc8")]
+    assert fields[0] == fields[1] == fields[2] == (355, 355)

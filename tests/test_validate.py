@@ -26,7 +26,7 @@ EXPECT = ("validate/expect.yaml:5: layers[0] (c1): expected params 108, but it i
           "(params = (F*F*D1 + 1)*K = (3*3*3 + 1)*4 = 112)")
 MISFITS = [
     "validate/misfit.yaml:5: layers[0] (a): (8 - 3)/2 + 1 = 3.50 is not whole: a 3x3 filter at stride 2 does not "
-    "fit a 8x8 input (1 row and 1 column unused); rounded down to 3x3 (floor, as PyTorch does)",
+    "fit an 8x8 input (1 row and 1 column unused); rounded down to 3x3 (floor, as PyTorch does)",
     "validate/misfit.yaml:7: layers[2] (pool1): (3 - 2)/2 + 1 = 1.50 is not whole: a 2x2 window at stride 2 does "
     "not fit a 3x3 input (1 row and 1 column unused); rounded down to 1x1 (floor, as PyTorch does)",
 ]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 from ..errors import ShapeError
 from ..explain import (adaptive_lines, axis_names, conv_lines, global_lines, linear_lines, size_lines, table_lines,
                        transposed_lines, unpool_lines, upsample_lines)
-from ..formulas import Window, adaptive_bins, half, prod, same_padding, transposed_formula, transposed_size
+from ..formulas import Window, article, adaptive_bins, half, prod, same_padding, transposed_formula, transposed_size
 
 # ----------------------------------------------------------------------------- field types
 PosInt = Annotated[int, Strict(), Gt(0)]
@@ -221,7 +221,7 @@ class Conv(ConvBase):
                 )
         out_sizes = ctx.resolve(windows, "filter")
         out = (self.filters, *out_sizes)
-        check_positive(out, f"a {dims(kernel)} filter at stride {axes_text(stride)} on a {dims(sizes)} input")
+        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} filter at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
         weights = prod(kernel) * self._table_inputs(c_in)  # F*F*D1 (/G) per filter, K filters
         positions = prod(out_sizes)
         return Outcome(
@@ -309,7 +309,7 @@ class Pool(Leaf):
                 raise ShapeError(f"the {dims(kernel)} window is larger than the {dims(sizes)} input; the output would be empty")
         out_sizes = tuple(w.ceil() for w in windows) if self.ceil_mode else ctx.resolve(windows, "window")
         out = (shape[0], *out_sizes)
-        check_positive(out, f"a {dims(kernel)} window at stride {axes_text(stride)} on a {dims(sizes)} input")
+        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} window at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
         return Outcome(
             shape=out,
             rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
@@ -402,7 +402,7 @@ class Subsample(Leaf):
         windows = [Window(size, k, s, (0, 0)) for size, k, s in zip(shape[1:], kernel, stride)]
         out_sizes = ctx.resolve(windows, "window")
         out = (shape[0], *out_sizes)
-        check_positive(out, f"a {dims(kernel)} window on a {dims(shape[1:])} input")
+        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} window on {article(dims(shape[1:]))} {dims(shape[1:])} input")
         outputs = prod(out)
         return Outcome(
             shape=out, weights=shape[0], biases=shape[0],
