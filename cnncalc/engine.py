@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .errors import CnnCalcError, FitError, SpecError
+from .errors import CnnCalcError, FitError, Location, SpecError
 from .formulas import Window, half, misfit_message
 from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Finding, LayerRow, ReceptiveField, Report, Totals
 from .spec.build import Spec
@@ -67,9 +67,15 @@ class PartialAnalysis(CnnCalcError):
 
 
 class Engine:
-    def __init__(self, spec: Spec, rounding: str, batch: int, dtype: str, optimizer: str):
+    def __init__(self, spec: Spec, rounding: str, batch: int, dtype: str, optimizer: str,
+                 rounding_chosen: str | None = None):
         self.spec = spec
         self.rounding = rounding
+        # Who chose `rounding`: "spec" (its `rounding` key), "option" (--rounding, the API's argument) or
+        # None (the default). A chosen rounding is not warned per layer: one note lists what it rounded.
+        self.rounding_chosen = rounding_chosen
+        self.rounded: list[Finding] = []  # every layer whose size was rounded, warned or not
+        self._rounded_briefly: list[str] = []  # "conv1 112.50 -> 112", for that note
         self.batch = batch
         self.dtype = dtype
         self.optimizer = optimizer
@@ -178,7 +184,9 @@ class Engine:
 
     # ------------------------------------------------------------------ context for layers
     def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
-        """Output sizes under the rounding policy; non-whole sizes raise (strict) or warn."""
+        """Output sizes under the rounding policy; non-whole sizes raise (strict), or are rounded and
+        recorded in ``rounded``: warned when the rounding is the default, listed in one note
+        (``rounding_note``) when the spec or the caller chose it."""
         if all(w.exact().denominator == 1 for w in windows):
             return tuple(int(w.exact()) for w in windows)
         message = misfit_message(windows, what)
@@ -188,8 +196,31 @@ class Engine:
         verb = "up" if self.rounding == "ceil" else "down"
         framework = "PyTorch's ceil_mode" if self.rounding == "ceil" else "PyTorch does"
         note = f"; rounded {verb} to {'x'.join(map(str, sizes))} ({self.rounding}, as {framework})"
-        self.warnings.append(Finding(self.spec.source.locate(self._layer.path, self._name), message + note))
+        finding = Finding(self.spec.source.locate(self._layer.path, self._name), message + note)
+        self.rounded.append(finding)
+        exact = [f"{float(w.exact()):.2f}" for w in windows]
+        same = len(set(exact)) == 1 and len(set(sizes)) == 1  # a square: one number says it
+        brief = f"{exact[0]} -> {sizes[0]}" if same else f"{'x'.join(exact)} -> {'x'.join(map(str, sizes))}"
+        self._rounded_briefly.append(f"{self._name} {brief}")
+        if not self.rounding_chosen:
+            self.warnings.append(finding)
         return sizes
+
+    def rounding_note(self) -> list[Finding]:
+        """One note for all the sizes a chosen rounding rounded (none when nothing was rounded or
+        the rounding is the default, whose roundings are warned one by one instead)."""
+        if not self.rounding_chosen or not self.rounded:
+            return []
+        count = len(self.rounded)
+        verb = "up" if self.rounding == "ceil" else "down"
+        if self.rounding_chosen == "spec":
+            why, where = f"as the spec's `rounding: {self.rounding}` says", self.spec.source.locate(("rounding",))
+        else:
+            why, where = f"as --rounding {self.rounding} asks", Location(file=self.spec.file)
+        if count == 1:  # one layer: its own message says it best, where it is
+            return [Finding(self.rounded[0].loc, f"{self.rounded[0].message}; {why}")]
+        return [Finding(where, f"{count} sizes that are not whole were rounded {verb}, {why}: "
+                               f"{', '.join(self._rounded_briefly)}")]
 
     # ------------------------------------------------------------------ receptive field
     def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...]]:
@@ -260,7 +291,8 @@ class Engine:
             optimizer_state_bytes=extra_copies * trainable * self.bytes_per,
         )
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
-                      self.optimizer, rows, totals, self.warnings, self.spec.file, list(self.spec.notes))
+                      self.optimizer, rows, totals, self.warnings, self.spec.file,
+                      list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded))
 
 
 # ---------------------------------------------------------------------- composite walks
@@ -381,10 +413,12 @@ def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str 
             optimizer: str = "sgd") -> Report:
     """Infer every layer of ``spec``. A failing layer raises ``PartialAnalysis`` (a CnnCalcError)
     whose ``report`` holds the rows before it. ``rounding=None`` takes the spec's own ``rounding``
-    key, else floor (PyTorch)."""
+    key, else floor (PyTorch). Only that default floor warns each rounded layer; a rounding given
+    here or declared by the spec puts one note in ``report.notes`` (``report.rounded`` lists all)."""
+    chosen = "option" if rounding else ("spec" if spec.rounding else None)
     rounding = rounding or spec.rounding or "floor"
     _check_options(rounding, batch, dtype, optimizer)
-    engine = Engine(spec, rounding, batch, dtype, optimizer)
+    engine = Engine(spec, rounding, batch, dtype, optimizer, rounding_chosen=chosen)
     try:
         with paused_gc():
             engine.run()

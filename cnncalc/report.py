@@ -229,6 +229,7 @@ class Report:
     warnings: list[Finding] = field(default_factory=list)
     file: str | None = None
     notes: list[Finding] = field(default_factory=list)  # how the input was read, where that needs saying
+    rounded: list[Finding] = field(default_factory=list)  # every layer whose size was rounded (floor/ceil)
 
     @property
     def conventions(self) -> dict:
@@ -241,8 +242,10 @@ class Report:
                       "(batch-norm running mean and variance, as Keras counts them)",
             "rounding": self.rounding,
             "rounding_meaning": {
-                "floor": "sizes that are not whole are rounded down, as PyTorch does (warned)",
-                "ceil": "sizes that are not whole are rounded up, as PyTorch's ceil_mode (warned)",
+                "floor": "sizes that are not whole are rounded down, as PyTorch does (listed in `rounded`; "
+                         "warned per layer unless the spec or --rounding chose it)",
+                "ceil": "sizes that are not whole are rounded up, as PyTorch's ceil_mode (listed in `rounded`; "
+                        "warned per layer unless the spec or --rounding chose it)",
                 "strict": "sizes that are not whole are errors, as the lecture treats them",
             }[self.rounding],
             "batch": self.batch,
@@ -269,4 +272,5 @@ class Report:
             "totals": self.totals.to_dict(),
             "warnings": [w.to_dict() for w in self.warnings],
             "notes": [n.to_dict() for n in self.notes],
+            "rounded": [r.to_dict() for r in self.rounded],
         }

@@ -325,7 +325,8 @@ def test_verify_zoo_specs_at_reduced_input(model, shape):
 def test_verify_json_fields():
     data = json.loads(invoke("verify", "lenet5", "--format", "json", "--seed", "7", "--batch", "2").stdout)
     assert set(data) == {"spec", "file", "backend", "device", "batch", "seed", "input_shape", "layers", "ok",
-                         "mismatches", "not_run", "seconds", "estimated_bytes", "memory_limit_bytes"}
+                         "mismatches", "not_run", "seconds", "estimated_bytes", "memory_limit_bytes",
+                         "warnings", "notes", "rounded"}
     assert (data["backend"], data["device"], data["batch"], data["seed"]) == ("numpy", "cpu", 2, 7)
     assert set(data["layers"][0]) == {"index", "name", "kind", "inferred_shape", "actual_shape", "ok", "seconds"}
     assert data["layers"][0]["actual_shape"] == [6, 28, 28]

@@ -8,6 +8,7 @@ counts, not the sum of all activations.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +67,10 @@ def run_forward(report, backend, batch: int = 1, seed: int = 0, input_values=Non
     SeededParameters (the spec's weights where given, random from ``seed`` otherwise). The run
     stops at the first row the backend cannot compute; that row carries the error.
     """
-    from .parameters import SeededParameters
-
-    base_dir = Path(report.file).parent if report.file else Path(".")
-    parameters = parameters or SeededParameters(seed, weights_from_spec, base_dir, report.file, source)
+    parameters = parameters or seeded_parameters(report, seed, weights_from_spec, source)
     keep = keep or (lambda row: False)
     last_reader = last_readers(report.layers)
-    where = source.locate(("input_values",)) if source is not None else Location(report.file, None, "input_values")
-    outputs = {INPUT: backend.asarray(network_input(report, batch, seed, input_values, base_dir, where))}
+    outputs = {INPUT: backend.asarray(input_array(report, batch, seed, input_values, source))}
     results = []
     for done, row in enumerate(report.layers, start=1):
         inputs = [outputs[i] for i in row.inputs]
@@ -109,6 +106,23 @@ def run_row(backend, row, inputs: list, params: dict, batch: int) -> tuple[Layer
     return LayerResult(row.index, row.name, row.kind, tuple(row.output_shape), actual, seconds), out
 
 
+def seeded_parameters(report, seed: int = 0, weights_from_spec: bool = True, source=None):
+    """run_forward's default ``parameters``: the spec's weights where given, random from ``seed``."""
+    from .parameters import SeededParameters
+
+    return SeededParameters(seed, weights_from_spec, _base_dir(report), report.file, source)
+
+
+def input_array(report, batch: int = 1, seed: int = 0, input_values=None, source=None) -> numpy.ndarray:
+    """The network input run_forward feeds the first rows (``network_input`` located in the spec)."""
+    where = source.locate(("input_values",)) if source is not None else Location(report.file, None, "input_values")
+    return network_input(report, batch, seed, input_values, _base_dir(report), where)
+
+
+def _base_dir(report) -> Path:
+    return Path(report.file).parent if report.file else Path(".")
+
+
 def last_readers(rows) -> dict[int, int]:
     """Output index (-1: the input) -> index of the last row that reads it; unread outputs are
     absent (freed right after they are made, unless kept)."""
@@ -138,14 +152,29 @@ def network_input(report, batch: int, seed: int, values, base_dir: Path, where: 
 
 
 # ----------------------------------------------------------------------------- comparing backends
+FLOAT32_EPS = float(numpy.finfo(numpy.float32).eps)  # 2**-23: the gap between 1 and the next float32
+SAFETY = 16  # the allowance's factor over one typical rounding error (README, `run`: how it was chosen)
+SATURATING = {"sigmoid", "tanh"}  # bounded outputs: their own rounding is relative to the output only
+AVERAGING = {"avgpool", "subsample", "adaptive_avgpool", "global_avgpool"}
+SLOPES = {"sigmoid": 0.25, "softmax": 0.5, "gelu": 1.13}  # largest slope (max-norm gain) where it is not 1
+
+
 @dataclass(frozen=True)
 class Difference:
-    """How far one layer's output on a backend is from the reference backend's."""
+    """How far one layer's output on a backend is from the reference backend's.
+
+    With ``allowed`` (the float32 rule, ``float_allowances``) a layer is ok when ``max_abs_diff
+    <= allowed``; without it (a fixed ``--tolerance``) when ``relative <= tolerance``. Either way
+    ``tolerance`` is the limit in the units of ``relative``."""
 
     name: str
     max_abs_diff: float
     max_abs: float  # largest magnitude in the reference output
     tolerance: float
+    allowed: float | None = None  # absolute: the float32 difference this layer may show
+    carried: float | None = None  # the part of ``allowed`` that its inputs' differences explain
+    local: float | None = None  # the part of ``allowed`` for the layer's own rounding
+    reduction_length: int | None = None  # n: input values combined into one output value
 
     @property
     def relative(self) -> float:
@@ -153,25 +182,197 @@ class Difference:
 
     @property
     def ok(self) -> bool:
+        if self.allowed is not None:
+            return self.max_abs_diff <= self.allowed  # NaN compares False: never ok
         return self.relative <= self.tolerance  # NaN compares False: never ok
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "max_abs_diff": self.max_abs_diff, "max_abs": self.max_abs,
+        data = {"name": self.name, "max_abs_diff": self.max_abs_diff, "max_abs": self.max_abs,
                 "relative": self.relative, "ok": self.ok}
+        if self.allowed is None:
+            added = {"tolerance": self.tolerance, "allowed": self.tolerance * max(1.0, self.max_abs)}
+        else:
+            added = {"tolerance": self.tolerance, "allowed": self.allowed, "carried": self.carried,
+                     "local": self.local, "reduction_length": self.reduction_length}
+        return {**data, **{key: _finite_or_none(value) for key, value in added.items()}}
 
 
-def compare_outputs(ours: list[LayerResult], reference: list[LayerResult], tolerance: float) -> list[Difference]:
-    """Per layer: max |ours - reference| relative to max(1, max |reference|); both kept outputs."""
+def _finite_or_none(value):
+    """JSON has no infinity: an allowance made infinite by an earlier layer's failure (or
+    unknown where the shapes differ) is null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The float32 difference one layer may show: ``allowed = carried + local``."""
+
+    allowed: float
+    carried: float  # the inputs' actual differences, times the layer's gain
+    local: float  # the layer's own rounding: SAFETY x eps x sqrt(n) x magnitude
+    reduction_length: int
+
+
+class RecordingGains:
+    """Wraps run_forward's ``parameters``: passes the arrays on and records each row's gain
+    (``gain(row, arrays)``), so the float32 rule knows the weights without drawing them twice."""
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+        self.gains: dict[int, float] = {}
+
+    def __call__(self, row, x_shape):
+        arrays = self.parameters(row, x_shape)
+        self.gains[row.index] = gain(row, arrays)
+        return arrays
+
+
+def compare_outputs(ours: list[LayerResult], reference: list[LayerResult], tolerance: float | None = None, *,
+                    rows=None, gains: dict[int, float] | None = None, input_peak: float = 0.0,
+                    epsilon=None) -> list[Difference]:
+    """Per layer: max |ours - reference| over the outputs both kept.
+
+    ``tolerance`` given: a layer fails when that difference relative to max(1, max |reference|)
+    is above it. ``tolerance=None``: the float32 rule (``float_allowances``), which needs
+    ``rows`` (the report's layers: the graph), ``gains`` (row index -> ``gain``, e.g. from
+    ``RecordingGains``; a row without one counts 1), ``input_peak`` (max |network input|) and
+    ``epsilon(row)`` (the machine epsilon the backends computed that row in; float32's by default).
+    """
+    allowances = None
+    if tolerance is None:
+        if rows is None:
+            raise ValueError("the float32 rule needs the report's rows (the graph)")
+        allowances = float_allowances(rows, ours, reference, gains or {}, input_peak, epsilon)
     differences = []
     for a, b in zip(ours, reference):
         if a.output is None or b.output is None:
             continue
         if a.output.shape != b.output.shape:
-            differences.append(Difference(a.name, float("inf"), float("nan"), tolerance))
+            diff, peak = float("inf"), float("nan")
+        else:
+            diff, peak = max_abs_difference(a.output, b.output), largest_finite(b.output)
+        if allowances is None:
+            differences.append(Difference(a.name, diff, peak, tolerance))
             continue
-        differences.append(Difference(a.name, max_abs_difference(a.output, b.output), largest_finite(b.output),
-                                      tolerance))
+        share = allowances[b.index]
+        scale = 1.0 if peak != peak else max(1.0, peak)  # NaN peak: the shapes differ
+        differences.append(Difference(a.name, diff, peak, share.allowed / scale, share.allowed, share.carried,
+                                      share.local, share.reduction_length))
     return differences
+
+
+def float_allowances(rows, ours: list[LayerResult], reference: list[LayerResult], gains: dict[int, float],
+                     input_peak: float = 0.0, epsilon=None) -> dict[int, Allowance]:
+    """The float32 difference each row compared may show, ``allowed = carried + local``:
+
+    - carried: both backends start from the same network input, but a later row receives inputs
+      that already differ by what the earlier rows produced (measured, not estimated). The row
+      can amplify that by at most its gain in the max norm (``gain``): ``carried = gain x max
+      |input difference|`` (``add``: the sum over its inputs).
+    - local, the row's own rounding: a sum of n rounded terms is off by about eps x sqrt(n)
+      times the magnitude of what it adds up (rounding errors of random sign grow like a random
+      walk; Higham & Mary 2019): ``local = SAFETY x eps x sqrt(n) x M``, n =
+      ``reduction_length(row)``, M = the largest |value| among the row's inputs and output
+      (the output's alone for sigmoid and tanh, whose result is bounded whatever comes in).
+
+    A difference beyond that was made by the row itself: a wrong weight, a wrong formula, a
+    reordering. A row after one that failed inherits its difference and is not blamed again.
+    """
+    epsilon = epsilon or (lambda row: FLOAT32_EPS)
+    ours_by_index = {r.index: r.output for r in ours if r.output is not None}
+    ref_by_index = {r.index: r.output for r in reference if r.output is not None}
+    differences, peaks = {INPUT: 0.0}, {INPUT: float(input_peak)}  # the network input is the same array
+    allowances: dict[int, Allowance] = {}
+    for row in rows:
+        a, b = ours_by_index.get(row.index), ref_by_index.get(row.index)
+        if b is None:
+            continue
+        peaks[row.index] = out = largest_finite(b)
+        if a is not None:
+            differences[row.index] = max_abs_difference(a, b) if a.shape == b.shape else math.inf
+        incoming = [differences.get(i, math.inf) for i in row.inputs]  # an input not kept: unknown
+        spread = sum(incoming) if row.kind == "add" else max(incoming, default=0.0)
+        amplification = gains.get(row.index, 1.0)
+        carried = amplification * spread if spread and amplification else 0.0
+        magnitude = out if row.kind in SATURATING else max([out, *(peaks.get(i, 0.0) for i in row.inputs)])
+        n = reduction_length(row)
+        local = max(SAFETY * epsilon(row) * rounding_factor(row, n) * magnitude, SAFETY * FLOAT32_TINY)
+        allowances[row.index] = Allowance(carried + local, carried, local, n)
+    return allowances
+
+
+FLOAT32_TINY = float(numpy.finfo(numpy.float32).tiny)  # differences below it: subnormals flushed to zero
+
+
+def gain(row, arrays: dict) -> float:
+    """The most a difference of d in the row's inputs can change an output (max norm), per unit
+    d: conv and linear the largest L1 norm of a filter / weight row (conv_transpose: of all the
+    weights that can reach one output), batch norm max |gamma| / sqrt(var + eps), subsample
+    |coefficient| x window; sigmoid 1/4, softmax 1/2, GELU 1.13, leaky ReLU max(1, |slope|),
+    LRN (1 + 2 beta sqrt(size)) / k^beta, bicubic upsampling 1.375 per axis; 1 for ReLU, tanh,
+    pools, copies and concatenation (``add`` adds its inputs' differences instead)."""
+    kind, layer = row.kind, row.layer
+    weight = arrays.get("weight")
+    if kind in ("conv", "linear") and weight is not None:
+        return _largest(numpy.abs(weight).reshape(weight.shape[0], -1).sum(axis=1))
+    if kind == "conv_transpose" and weight is not None:  # [C_in, K/groups, *kernel]
+        groups = row.hyper.get("groups", 1)
+        per_output = numpy.abs(weight).reshape(groups, weight.shape[0] // groups, weight.shape[1], -1).sum(axis=(1, 3))
+        return _largest(per_output)
+    if kind == "batchnorm":
+        var = arrays.get("running_var")
+        scale = numpy.abs(weight) if weight is not None else numpy.ones(1)
+        floor = float(var.min()) if var is not None and var.size else 1.0
+        return _largest(scale) / math.sqrt(max(floor, 0.0) + getattr(layer, "eps", 1e-5))
+    if kind == "subsample" and weight is not None:
+        return _largest(numpy.abs(weight)) * math.prod(row.hyper.get("kernel", (1,)))
+    if kind == "leaky_relu":
+        return max(1.0, abs(getattr(layer, "negative_slope", 1.0)))
+    if kind == "lrn":
+        beta, size, k = layer.beta, layer.size, layer.k
+        return (1 + 2 * abs(beta) * math.sqrt(size)) / k ** beta if k > 0 else math.inf
+    if kind == "upsample" and getattr(layer, "mode", "nearest") == "bicubic":
+        return 1.375 ** (len(row.output_shape) - 1)  # PyTorch's cubic weights: sum |w| <= 1.375 per axis
+    return SLOPES.get(kind, 1.0)
+
+
+def _largest(values) -> float:
+    return float(numpy.max(values)) if numpy.size(values) else 0.0
+
+
+def rounding_factor(row, n: int) -> float:
+    """How many eps of the magnitude one output's rounding is worth: sqrt(n); interpolating
+    upsampling adds the largest input size (its sample positions are computed to eps of the
+    position, i.e. eps x size pixels, and weigh neighbours up to twice the magnitude apart)."""
+    if row.kind == "upsample" and getattr(row.layer, "mode", "nearest") != "nearest":
+        return math.sqrt(n) + 2 * max(row.input_shape[1:], default=1)
+    return math.sqrt(n)
+
+
+def reduction_length(row) -> int:
+    """How many input values one output value of ``row`` combines: C/groups x kernel volume for
+    conv (MACs per output), in_features for linear, the window for average pools, the channels
+    for softmax, the neighbourhood for LRN, the interpolation points for upsample; 1 for
+    element-wise ops, copies and max pools (``add``: its inputs)."""
+    kind, hyper = row.kind, row.hyper
+    if kind == "conv_transpose":  # MACs per output is an average; the densest outputs see more
+        return max(1, row.input_shape[0] // hyper.get("groups", 1) * math.prod(hyper["kernel"]))
+    if row.macs and row.activations:
+        return max(1, math.ceil(row.macs / row.activations))
+    if kind in AVERAGING:
+        window = math.prod(hyper["kernel"]) if "kernel" in hyper else 1
+        spread = math.ceil(math.prod(row.input_shape[1:]) / max(1, math.prod(row.output_shape[1:])))
+        return max(1, window, spread)
+    if kind == "softmax":
+        return max(1, row.input_shape[0])
+    if kind == "lrn":
+        return max(1, getattr(row.layer, "size", 1))
+    if kind == "upsample":
+        rank = len(row.output_shape) - 1
+        return {"nearest": 1, "bicubic": 4 ** rank}.get(getattr(row.layer, "mode", "nearest"), 2 ** rank)
+    if kind == "add":
+        return max(1, len(row.inputs))
+    return 1
 
 
 def max_abs_difference(ours: numpy.ndarray, reference: numpy.ndarray) -> float:

@@ -18,7 +18,6 @@ PROGRESS_DELAY_S = 1.0  # a bar for runs that take longer than this
 PRINT_LIMIT = 1024  # `run` prints outputs of at most this many numbers per sample in full...
 PRINT_WIDTH = 16  # ...whose rows are at most this long; others as statistics
 FLAT_ROW = 10  # numbers per line of a flat output
-DEFAULT_TOLERANCE = 1e-4
 
 
 # ----------------------------------------------------------------------------- options
@@ -90,6 +89,7 @@ def verify(spec, backend, device, seed, max_memory, batch, input_shape, fmt):
         from ..cli import console
 
         console().print(verify_table(summary, report.layout), soft_wrap=True)
+    _print_findings(report)
     if not summary["ok"]:
         sys.exit(EXIT_FINDINGS)
 
@@ -112,6 +112,7 @@ def verify_summary(report, engine, batch: int, seed: int, results: list, estimat
         "seconds": sum(r.seconds for r in results),
         "estimated_bytes": estimated_bytes,
         "memory_limit_bytes": limit,
+        **_findings(report),
     }
     errors = [r for r in results if r.error]
     if errors:
@@ -157,6 +158,20 @@ def verify_table(summary: dict, layout: str):
     return text
 
 
+def _findings(report) -> dict:
+    """The analysis' warnings (e.g. a size floored by default), notes and floored layers, as `table
+    --format json` has them."""
+    return {"warnings": [w.to_dict() for w in report.warnings], "notes": [n.to_dict() for n in report.notes],
+            "rounded": [r.to_dict() for r in report.rounded]}
+
+
+def _print_findings(report) -> None:
+    """Notes and warnings on stderr, one located line each, as `table` prints them."""
+    from ..cli import print_warnings
+
+    print_warnings(report)
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -169,8 +184,9 @@ def _duration(seconds: float) -> str:
 @click.option("--all", "all_layers", is_flag=True, help="Print every layer's output.")
 @click.option("--cross-check", type=click.Choice(BACKEND_NAMES), default=None,
               help="Also run on this backend with the same weights and input; report the largest difference per layer.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=DEFAULT_TOLERANCE, show_default=True,
-              help="Cross-check: largest allowed |difference| / max(1, max |reference|) per layer.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None,
+              help="Cross-check: a fixed limit on |difference| / max(1, max |reference|) per layer "
+                   "[default: per layer, the float32 error that can reach it; see the README].")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def run_command(spec, backend, device, seed, max_memory, layer_name, all_layers, cross_check, tolerance, fmt):
     """Evaluate SPEC on numbers and print the output: the spec's `input_values` (random from
@@ -192,15 +208,19 @@ def run_command(spec, backend, device, seed, max_memory, layer_name, all_layers,
     keep_all = all_layers or other is not None
     _check_memory(estimate_memory(report, keep_all=keep_all), engine, max_memory, loaded)
     keep = (lambda row: True) if keep_all else (lambda row: row.index in wanted)
-    results = _forward(report, engine, 1, seed, keep=keep, input_values=loaded.input_values, source=loaded.source)
+    gains = None
+    if other is not None and tolerance is None:  # the float32 rule needs each layer's gain: from the weights
+        from ..backends.forward import RecordingGains, seeded_parameters
+
+        gains = RecordingGains(seeded_parameters(report, seed, source=loaded.source))
+    results = _forward(report, engine, 1, seed, keep=keep, input_values=loaded.input_values, source=loaded.source,
+                       parameters=gains)
     shown = [r for r in results if r.index in wanted]
     differences = None
     if other is not None:
-        from ..backends.forward import compare_outputs
-
         reference = _forward(report, other, 1, seed, keep=lambda row: True, input_values=loaded.input_values,
                              source=loaded.source)
-        differences = compare_outputs(results, reference, tolerance)
+        differences = _cross_check(report, loaded, seed, results, reference, tolerance, gains, engine, other)
     summary = run_summary(report, engine, seed, loaded.input_values is not None, results, shown, other,
                           differences, tolerance)
     if fmt == "json":
@@ -209,8 +229,32 @@ def run_command(spec, backend, device, seed, max_memory, layer_name, all_layers,
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(run_text(summary, results, shown, report.layout), nl=False)
+    _print_findings(report)
     if not summary["ok"]:
         sys.exit(EXIT_FINDINGS)
+
+
+def _cross_check(report, loaded, seed, results, reference, tolerance, gains, engine, other) -> list:
+    """compare_outputs under a fixed --tolerance, or under the float32 rule: per layer, the
+    difference its inputs already carry times its gain, plus its own rounding (forward.py)."""
+    from ..backends.forward import compare_outputs, input_array, largest_finite
+
+    if tolerance is not None:
+        return compare_outputs(results, reference, tolerance)
+    network_input = input_array(report, 1, seed, loaded.input_values, loaded.source)
+    return compare_outputs(results, reference, rows=report.layers, gains=gains.gains,
+                           input_peak=largest_finite(network_input), epsilon=_epsilon(engine, other))
+
+
+def _epsilon(*engines):
+    """row -> the coarsest machine epsilon either backend computes it in (float32's unless a
+    backend says otherwise, e.g. TF32 convolutions on a GPU)."""
+    from ..backends.forward import FLOAT32_EPS
+
+    def epsilon(row) -> float:
+        return max(getattr(engine, "epsilon", lambda kind: FLOAT32_EPS)(row.kind) for engine in engines)
+
+    return epsilon
 
 
 def run_summary(report, engine, seed, given_input: bool, results, shown, other, differences, tolerance) -> dict:
@@ -230,17 +274,23 @@ def run_summary(report, engine, seed, given_input: bool, results, shown, other, 
         "output": _nested(last.output),
         "ok": not failed and len(results) == len(report.layers),
         "mismatches": [r.to_dict() for r in failed],
+        **_findings(report),
     }
     if len(shown) > 1:
         summary["layers"] = [{"layer": r.name, "kind": r.kind, "shape": list(r.actual_shape or ()),
                               "output": _nested(r.output)} for r in shown]
     if differences is not None:
+        from ..backends.forward import SAFETY
+
         summary["cross_check"] = {
             "backend": other.name,
-            "tolerance": tolerance,
+            "tolerance": tolerance,  # null: the float32 rule, each layer's own in its "tolerance" / "allowed"
             "layers": [d.to_dict() for d in differences],
             "ok": all(d.ok for d in differences),
+            "rule": "fixed" if tolerance is not None else "float32",
         }
+        if tolerance is None:
+            summary["cross_check"]["safety"] = SAFETY
         summary["ok"] = summary["ok"] and summary["cross_check"]["ok"]
     return summary
 
@@ -315,11 +365,16 @@ def _cells(values) -> list[str]:
 
 def cross_check_lines(summary: dict) -> list[str]:
     check = summary["cross_check"]
-    rows = [("layer", "max |diff|", "relative", "")]
-    rows += [(d["name"], f"{d['max_abs_diff']:.3g}", f"{d['relative']:.3g}", "ok" if d["ok"] else "OVER")
-             for d in check["layers"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [f"cross-check against {check['backend']} (tolerance {check['tolerance']:g} relative to max(1, max |x|)):"]
+    rows = [("layer", "max |diff|", "allowed", "relative", "")]
+    rows += [(d["name"], f"{d['max_abs_diff']:.3g}", "—" if d["allowed"] is None else f"{d['allowed']:.3g}",
+              f"{d['relative']:.3g}", "ok" if d["ok"] else "OVER") for d in check["layers"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    if check["tolerance"] is None:
+        rule = (f"float32 rule: the difference a layer's inputs carry times its gain, plus "
+                f"{check['safety']:g} x eps x sqrt(n) x max |x| for its own rounding")
+    else:
+        rule = f"tolerance {check['tolerance']:g} relative to max(1, max |x|)"
+    lines = [f"cross-check against {check['backend']} ({rule}):"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     verdict = "all layers agree" if check["ok"] else f"{sum(not d['ok'] for d in check['layers'])} layers differ"
     return lines + [f"  {verdict}"]
@@ -327,13 +382,11 @@ def cross_check_lines(summary: dict) -> list[str]:
 
 # ----------------------------------------------------------------------------- shared steps
 def resolve_spec(spec: str) -> str:
-    """A file, a zoo model, or a lecture example shipped in the zoo's examples/ folder."""
+    """A file, a zoo model, or a lecture example: ``zoo.spec_path``, the resolver every command
+    uses (it raises SpecError, with close matches, for a name that is none of them)."""
     from .. import zoo
 
-    if Path(spec).exists() or not zoo.is_model_name(spec) or (zoo.zoo_dir() / f"{spec.lower()}.yaml").exists():
-        return spec
-    example = zoo.zoo_dir() / "examples" / f"{spec.lower()}.yaml"
-    return str(example) if example.exists() else spec
+    return str(zoo.spec_path(spec))
 
 
 def _analysed(spec: str, batch: int, input_shape: str | None):
@@ -354,7 +407,11 @@ def _analysed(spec: str, batch: int, input_shape: str | None):
             notes = [Finding(where, reading.note)] if reading.note else []
             loaded = replace(loaded, input=reading.shape, notes=notes,
                              layout=loaded.chosen_layout or reading.layout)
-        return loaded, analyze(loaded, rounding="floor", batch=batch, dtype="float32")
+        # The backends floor a size that is not whole, as PyTorch does, whatever the spec says. That is the
+        # spec's own choice only when it declares `rounding: floor` (one note lists the layers); otherwise
+        # the floor is the default, and each floored layer is warned, as `table` warns it.
+        analysed = loaded if loaded.rounding == "floor" else replace(loaded, rounding=None)
+        return loaded, analyze(analysed, rounding=None, batch=batch, dtype="float32")
     except CnnCalcError as exc:
         fail(exc)
 
