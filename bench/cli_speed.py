@@ -5,7 +5,7 @@
 Prints a Markdown table: median and best wall time of each command over --runs runs, and
 ratios: `cnncalc table resnet50` vs `python -c "import rich, pydantic, click"` (the floor any
 CLI built on those libraries pays) and vs torchinfo's summary of the same ResNet-50 built in
-PyTorch (needs `pip install torchinfo` and torch).
+PyTorch (needs `pip install torchinfo` and torch). cnncalc keeps no cache, so every run is cold.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .engine import analyze as _analyze_spec, paused_gc
+from .engine import Analysis, analyze_spec as _analyze_spec, paused_gc
 from .errors import Location, SpecError
 from .report import Report
 from .spec.build import Spec, build_spec
@@ -32,4 +32,10 @@ def load_spec(source: Any, layout: str | None = None) -> Spec:
 
 def analyze(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
             optimizer: str = "sgd") -> Report:
+    return analyze_spec(spec, rounding, batch, dtype, optimizer).report
+
+
+def analyze_spec(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
+                 optimizer: str = "sgd") -> Analysis:
+    """The report and the plan that executes it (backends, worked formulas: ``step.formulas()``)."""
     return _analyze_spec(load_spec(spec), rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)

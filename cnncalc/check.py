@@ -23,11 +23,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from .engine import Engine, paused_gc
+from .engine import PartialAnalysis, analyze_spec
 from .errors import CnnCalcError, Location, SpecError
 from .report import LayerRow, Report, plain_number
 from .spec.build import Spec
-from .spec.layers import Layer
+from .kinds import Layer
+from .plan import Step
 from .spec.loader import SourceMap, format_path, load_file
 from .notation import LAYOUTS, NotationError, read_shape, readings, shape_text, split_sizes
 
@@ -120,12 +121,6 @@ def parse_tolerance(text: str) -> Fraction:
 
 
 # ----------------------------------------------------------------------------- reading values
-COUNT = re.compile(
-    r"^\s*(?P<number>(?:\d{1,3}(?:[,_]\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE](?P<exp>[+-]?\d+))?"
-    r"\s*(?P<unit>[kKmMgGtT])?(?P<binary>i)?\s*(?P<bytes>B|bytes?)?\s*$")
-UNIT_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4}
-
-
 @dataclass(frozen=True)
 class Number:
     """A count as written: its value and whether it was rounded (138M, 117.6K, 1.2e6)."""
@@ -149,6 +144,10 @@ class Number:
 
 
 def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
+    """A count answer: an int or float from YAML/JSON, or text read by ``units.read_quantity``, the
+    one reader budgets and the JSON Schema share (156, 122,304, 1_000, 117.6K, 1E6, 2GiB)."""
+    from .units import read_quantity
+
     if isinstance(written, bool) or not isinstance(written, (int, float, str)):
         raise ValueError(f"{written!r} is not a number")
     if isinstance(written, int):
@@ -162,28 +161,13 @@ def parse_count(written: Any, k: int, allow_bytes: bool) -> Number:
         if "e" in text or "E" in text:
             return parse_count(text, k, allow_bytes)
         return Number(Fraction(Decimal(text)), True, last_place=Fraction(10) ** -len(text.partition(".")[2]))
-    match = COUNT.match(written)
-    if not match or (match["bytes"] and not allow_bytes) or (match["binary"] and not match["unit"]):
+    try:
+        quantity = read_quantity(written, k)
+    except ValueError:
+        quantity = None
+    if quantity is None or (quantity.bytes and not allow_bytes):
         raise ValueError(f"cannot read {written!r} as a number like 156, 122,304, 117.6K or 138M")
-    value = Fraction(Decimal(match["number"].replace(",", "").replace("_", "")))
-    if match["exp"]:
-        value *= Fraction(10) ** int(match["exp"])
-    unit = (match["unit"] or "").upper()
-    factor = _unit_factor(unit, bool(match["binary"]), k)
-    rounded = bool(unit) or "." in match["number"] or bool(match["exp"])
-    decimals = len(match["number"].partition(".")[2])
-    last_place = Fraction(10) ** (int(match["exp"] or 0) - decimals) * factor
-    return Number(value * factor, rounded, unit + ("i" if match["binary"] else ""), factor, last_place)
-
-
-def _unit_factor(unit: str, binary: bool, k: int) -> int:
-    """Ki, Mi, Gi, Ti are powers of 1024; K is ``k``; M, G, T are powers of 1000."""
-    if not unit:
-        return 1
-    power = UNIT_POWERS[unit]
-    if binary:
-        return 1024**power
-    return k if unit == "K" else 1000**power
+    return Number(quantity.value, quantity.rounded, quantity.unit, quantity.factor, quantity.last_place)
 
 
 def written_sizes(written: Any) -> list[int]:
@@ -229,10 +213,11 @@ class Block:
     layer: Layer
     depth: int  # how many composites enclose it
     rows: tuple[LayerRow, ...]
+    steps: tuple[Step, ...] = ()  # the plan's steps of those rows: their worked formulas
 
     @property
     def path(self) -> str:
-        return format_path(self.layer._path)
+        return format_path(self.layer.path)
 
     def total(self, attr: str) -> int:
         return sum(getattr(row, attr) for row in self.rows)
@@ -248,42 +233,30 @@ class Analysis:
         return {block.name: block for block in self.blocks}
 
 
-class TracingEngine(Engine):
-    """The engine, remembering each step's name, nesting depth and the rows it produced."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.spans: list[tuple[Layer, str, int, int, int]] = []  # layer, name, depth, first row, end row
-        self.open_steps = 0
-
-    def step(self, layer, x, scope, name=None):
-        name = name or self.name_for(layer, scope)
-        first, depth = len(self.rows), self.open_steps
-        self.open_steps += 1
-        try:
-            out = super().step(layer, x, scope, name)
-        finally:
-            self.open_steps -= 1
-        self.spans.append((layer, name, depth, first, len(self.rows)))
-        return out
-
-
 def analyze_blocks(spec: Spec, rounding: str = "strict", batch: int = 1, dtype: str = "float32") -> Analysis:
-    """Analyse ``spec`` and record which rows every layer instance (leaf or composite) produced.
+    """Analyse ``spec``; every layer instance (leaf or composite) the engine walked is a block.
 
     A failing layer does not raise: ``Analysis.error`` holds it, with the rows before it."""
-    engine = TracingEngine(spec, rounding, batch, dtype, "sgd")  # the optimizer plays no part in answers
-    error = None
     try:
-        with paused_gc():
-            engine.run()
-    except CnnCalcError as exc:
-        error = exc
-    report = engine.report()
-    spans = sorted(engine.spans, key=lambda s: (s[3], s[2]))  # execution order, a composite before its children
-    blocks = [Block(name, layer, depth, tuple(report.layers[first:end]))
-              for layer, name, depth, first, end in spans if end > first]
+        walked, error = analyze_spec(spec, rounding, batch, dtype), None
+    except PartialAnalysis as exc:
+        walked, error = exc.analysis, CnnCalcError(exc.message, exc.loc)
+    report, steps = walked.report, walked.plan.steps
+    written = layers_by_key(spec.layers)
+    blocks = [Block(b.name, written[b.key] if b.composite else steps[b.first].layer, b.level,
+                    tuple(report.layers[b.first:b.end]), tuple(steps[b.first:b.end]))
+              for b in report.blocks if b.end > b.first]
     return Analysis(report, blocks, error)
+
+
+def layers_by_key(layers: list[Layer]) -> dict[tuple, Layer]:
+    """Every layer written in the spec (composites' insides too) by its path in the data."""
+    found, stack = {}, list(layers)
+    while stack:
+        layer = stack.pop()
+        found[layer.path] = layer
+        stack.extend(layer.children())
+    return found
 
 
 # ----------------------------------------------------------------------------- answers
@@ -354,7 +327,7 @@ def answers_from_spec(spec: Spec, blocks: list[Block], errors: list[SpecError] |
     answers = []
     for block in blocks:
         for key, written in (block.layer.expect or {}).items():
-            line = lines.get((tuple(block.layer._path), key)) or spec.source.line_of(block.layer._path)
+            line = lines.get((tuple(block.layer.path), key)) or spec.source.line_of(block.layer.path)
             loc = Location(spec.file, line, block.path or None, block.name)
             try:
                 answers.append(Answer(block.name, canonical_quantity(key, loc), written, loc))
@@ -598,12 +571,12 @@ def explain(block: Block, key: str, conventions: Conventions) -> str:
     if key == "muls":
         key = "muls_with_bias" if conventions.muls_with_bias else "macs"
     if len(block.rows) == 1:
-        return ROW_FORMULAS[key](block.rows[0], conventions)
-    last = block.rows[-1]
+        return ROW_FORMULAS[key](block.rows[0], block.steps[0], conventions)
     if QUANTITIES[key].kind in ("shape", "rf"):
-        row = block.rows[0] if key == "input" else last
+        at = 0 if key == "input" else -1
         which = "first" if key == "input" else "last"
-        return f"{which} layer of the block, {row.name}: {ROW_FORMULAS[key](row, conventions)}"
+        row = block.rows[at]
+        return f"{which} layer of the block, {row.name}: {ROW_FORMULAS[key](row, block.steps[at], conventions)}"
     values = [count_of(Block(r.name, block.layer, 0, (r,)), key, conventions) for r in block.rows]
     nonzero = [v for v in values if v]
     terms = " + ".join(f"{v:,}" for v in nonzero) if 1 < len(nonzero) <= 6 else ""
@@ -612,12 +585,9 @@ def explain(block: Block, key: str, conventions: Conventions) -> str:
     return f"sum over the block's {len(block.rows)} layers: {summed}"
 
 
-EXPLAIN_NAMES = ("params", "MACs", "MULs with bias", "connections")  # the other explain lines are output sizes (W2 = ...)
-
-
-def _explained(row: LayerRow, name: str) -> str | None:
-    """The row's own worked line for ``name`` (`params = (F*F*D1 + 1)*K = ... = 156`), if it has one."""
-    return next((line for line in row.explain if line.startswith(name + " = ")), None)
+def _explained(step: Step, quantity: str) -> str | None:
+    """The row's own worked formula for ``quantity`` (`params = (F*F*D1 + 1)*K = ... = 156`), if it has one."""
+    return next((f.text() for f in step.formulas() if f.quantity == quantity), None)
 
 
 def _per_batch(row: LayerRow, line: str, total: int) -> str:
@@ -633,8 +603,8 @@ def _batch(row: LayerRow) -> int:
 MERGE_WORDS = {"concat": "concatenated on channels", "add": "added element by element"}
 
 
-def _output_formula(row: LayerRow, conventions: Conventions) -> str:
-    lines = [line for line in row.explain if not line.startswith(EXPLAIN_NAMES)]
+def _output_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
+    lines = [f.text() for f in step.formulas() if f.quantity == "output"]
     shown = shape_text(row.output_shape, conventions.layout)
     if lines:
         return "; ".join(lines) + f" -> {shown}"
@@ -649,12 +619,12 @@ def _output_formula(row: LayerRow, conventions: Conventions) -> str:
     return f"{row.kind}: {shape_text(row.input_shape, conventions.layout)} -> {shown}"
 
 
-def _input_formula(row: LayerRow, conventions: Conventions) -> str:
+def _input_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     return f"the output of the layer before: {shape_text(row.input_shape, conventions.layout)}"
 
 
-def _params_formula(row: LayerRow, conventions: Conventions) -> str:
-    line = _explained(row, "params")
+def _params_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
+    line = _explained(step, "params")
     if line and not row.buffers:
         return line
     if not row.params:
@@ -663,12 +633,12 @@ def _params_formula(row: LayerRow, conventions: Conventions) -> str:
     return f"{row.weights:,} weights + {row.biases:,} biases{extra} = {row.params:,}"
 
 
-def _trainable_formula(row: LayerRow, conventions: Conventions) -> str:
+def _trainable_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     return f"{row.weights:,} weights + {row.biases:,} biases = {row.trainable_params:,}"
 
 
-def _weights_formula(row: LayerRow, conventions: Conventions) -> str:
-    line = _explained(row, "params")
+def _weights_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
+    line = _explained(step, "params")
     if line and not row.biases:
         return line.replace("params", "weights", 1)
     if not row.weights:
@@ -676,60 +646,60 @@ def _weights_formula(row: LayerRow, conventions: Conventions) -> str:
     return f"weights = trainable params - biases = {row.trainable_params:,} - {row.biases:,} = {row.weights:,}"
 
 
-def _biases_formula(row: LayerRow, conventions: Conventions) -> str:
+def _biases_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     if not row.biases:
         return f"0: {row.kind} has no biases"
     return f"one per output channel: {row.biases:,}"
 
 
-def _macs_formula(row: LayerRow, conventions: Conventions) -> str:
+def _macs_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     if not row.macs:
-        return f"0: only conv, conv_transpose and linear layers multiply by weights ({row.kind} does not)"
-    line = _explained(row, "MACs")
+        return f"0: {row.kind} multiplies by no weights"
+    line = _explained(step, "macs")
     return _per_batch(row, line, row.macs) if line else f"MACs = {row.macs:,}"
 
 
-def _muls_with_bias_formula(row: LayerRow, conventions: Conventions) -> str:
+def _muls_with_bias_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     if not row.bias_muls:
-        return _macs_formula(row, conventions) + " (no bias)"
-    line = _explained(row, "MULs with bias")
+        return _macs_formula(row, step, conventions) + " (no bias)"
+    line = _explained(step, "muls_with_bias")
     if line:
         return _per_batch(row, line, row.muls_with_bias)
     return f"MACs + one per output = {row.macs:,} + {row.bias_muls:,} = {row.muls_with_bias:,}"
 
 
-def _connections_formula(row: LayerRow, conventions: Conventions) -> str:
-    line = _explained(row, "connections")
+def _connections_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
+    line = _explained(step, "connections")
     if line:
         return _per_batch(row, line, row.connections)
     if row.connections == row.muls_with_bias and row.connections:
-        return _muls_with_bias_formula(row, conventions) + " (each multiplication is one connection)"
+        return _muls_with_bias_formula(row, step, conventions) + " (each multiplication is one connection)"
     return f"connections = {row.connections:,}"
 
 
-def _flops_formula(row: LayerRow, conventions: Conventions) -> str:
+def _flops_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     return f"FLOPs = 2 x MACs = 2 x {row.macs:,} = {2 * row.macs:,}"
 
 
-def _activations_formula(row: LayerRow, conventions: Conventions) -> str:
+def _activations_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     batch = _batch(row)
     elements = "*".join(map(str, row.output_shape)) + (f"*{batch}" if batch > 1 else "")
     return f"{elements} = {row.activations:,} values"
 
 
-def _memory_formula(row: LayerRow, conventions: Conventions) -> str:
+def _memory_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     per = row.activation_bytes // row.activations if row.activations else 0
     return f"{row.activations:,} values x {per} B = {row.activation_bytes:,} B"
 
 
-def _rf_formula(row: LayerRow, conventions: Conventions) -> str:
+def _rf_formula(row: LayerRow, step: Step, conventions: Conventions) -> str:
     rf = row.receptive_field
     size = "x".join(str(plain_number(s)) for s in rf.size)
     jump = "x".join(str(plain_number(j)) for j in rf.jump)
     return f"r_out = r_in + D*(F-1)*j_in = {size} (jump {jump})"
 
 
-ROW_FORMULAS: dict[str, Callable[[LayerRow, Conventions], str]] = {
+ROW_FORMULAS: dict[str, Callable[[LayerRow, Step, Conventions], str]] = {
     "output": _output_formula, "input": _input_formula, "params": _params_formula,
     "trainable_params": _trainable_formula, "weights": _weights_formula, "biases": _biases_formula,
     "macs": _macs_formula, "muls_with_bias": _muls_with_bias_formula, "flops": _flops_formula,

@@ -13,10 +13,10 @@ from fractions import Fraction
 
 from .errors import CnnCalcError, FitError, Location, SpecError
 from .formulas import Window, half, misfit_message
-from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Finding, LayerRow, ReceptiveField, Report, Totals
+from .kinds import GLOBAL, Layer, Leaf, Merge, Outcome, RFStep
+from .plan import Plan, Step
+from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Block, Finding, LayerRow, ReceptiveField, Report, Totals
 from .spec.build import Spec
-from .spec.layers import (GLOBAL, Branches, DepthwiseSeparable, Layer, Leaf, Merge, Outcome, Repeat, Residual,
-                          RFStep, add_shapes, concat_shapes)
 from .spec.loader import format_path
 
 ROUNDING = ("floor", "ceil", "strict")
@@ -58,12 +58,22 @@ class Scope:
         return f"{self.prefix}{family}{self.counters[family]}"
 
 
-class PartialAnalysis(CnnCalcError):
-    """Raised by ``analyze`` when a layer fails; ``report`` holds the rows computed before it."""
+@dataclass
+class Analysis:
+    """What one walk of a spec gives: the report (plain data) and the plan that executes it."""
 
-    def __init__(self, message: str, loc, report: Report):
+    report: Report
+    plan: Plan
+
+
+class PartialAnalysis(CnnCalcError):
+    """Raised by ``analyze`` when a layer fails; ``report`` (and ``analysis``) hold the rows
+    computed before it."""
+
+    def __init__(self, message: str, loc, analysis: Analysis):
         super().__init__(message, loc)
-        self.report = report
+        self.analysis = analysis
+        self.report = analysis.report
 
 
 class Engine:
@@ -81,6 +91,9 @@ class Engine:
         self.optimizer = optimizer
         self.bytes_per = DTYPE_BYTES[dtype]
         self.rows: list[LayerRow] = []
+        self.steps: list[Step] = []
+        self.blocks: list[Block] = []
+        self.level = 0  # composites open around the current step
         self.warnings: list[Finding] = []
         self.outputs: dict[str, Tensor] = {}
         self.pinned = 0  # elements kept alive by composites and named references
@@ -108,14 +121,24 @@ class Engine:
 
     def step(self, layer: Layer, x: Tensor, scope: Scope, name: str | None = None) -> Tensor:
         name = name or self.name_for(layer, scope)
+        first, composite = len(self.rows), layer.is_composite
         try:
             if layer.from_ and not isinstance(layer, Merge):
                 x = self.lookup(layer.from_, scope)
-            walk = COMPOSITE_WALKS.get(type(layer))
-            out = walk(self, layer, x, scope, name) if walk else self.leaf(layer, x, scope, name)
+            if composite:
+                self.level += 1
+                try:
+                    out = layer.walk(self, x, scope, name)
+                finally:
+                    self.level -= 1
+            else:
+                out = self.leaf(layer, x, scope, name)
             self.remember(name, out)
         except CnnCalcError as exc:
             raise exc.located(**self.where(layer, name)) from None
+        path = layer.path
+        self.blocks.append(Block(name, layer.kind, format_path(path), path, self.level, first, len(self.rows),
+                                 composite))
         return out
 
     def leaf(self, layer: Leaf, x: Tensor, scope: Scope, name: str) -> Tensor:
@@ -153,11 +176,13 @@ class Engine:
         rf, spatial = merged or self.move_rf(inputs[0], outcome.rf)
         node = len(self.rows)
         path = layer.path
+        text_path, line, kind = format_path(path), self.spec.source.line_of(path), kind or layer.kind
+        sources = tuple(t.node for t in inputs)
         self.rows.append(LayerRow(
             index=node,
-            path=format_path(path),
+            path=text_path,
             name=name,
-            kind=kind or layer.kind,
+            kind=kind,
             depth=scope.depth,
             scope=scope.chain,
             input_shape=inputs[0].shape,
@@ -173,11 +198,11 @@ class Engine:
             activation_bytes=elements * self.bytes_per,
             receptive_field=rf,
             hyper=outcome.hyper,
-            explain_lines=outcome.explain,
-            line=self.spec.source.line_of(path),
-            inputs=tuple(t.node for t in inputs),
-            layer=layer,
+            line=line,
+            inputs=sources,
         ))
+        self.steps.append(Step(node, name, kind, text_path, line, layer, outcome.hyper, sources, inputs[0].shape,
+                               shape))
         live = sum(t.elements for t in inputs) + math.prod(shape) + self.pinned
         self.peak_live = max(self.peak_live, live)
         return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:], node)
@@ -290,61 +315,13 @@ class Engine:
             gradient_bytes=trainable * self.bytes_per,
             optimizer_state_bytes=extra_copies * trainable * self.bytes_per,
         )
+        blocks = sorted(self.blocks, key=lambda b: (b.first, b.level))  # walking order: a block before its parts
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
                       self.optimizer, rows, totals, self.warnings, self.spec.file,
-                      list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded))
+                      list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded), blocks=blocks)
 
-
-# ---------------------------------------------------------------------- composite walks
-def walk_repeat(engine: Engine, layer: Repeat, x: Tensor, scope: Scope, name: str) -> Tensor:
-    body = layer.layers
-    single_composite = len(body) == 1 and body[0].is_composite and body[0].name is None
-    for i in range(layer.start, layer.start + layer.times):
-        if single_composite:  # `repeat: {name: layer3, layers: [residual: ...]}` -> layer3.1, layer3.2
-            x = engine.step(body[0], x, scope, name=f"{name}.{i}")
-        else:
-            x = engine.sequence(body, x, scope.child(f"{name}.{i}", layer.kind))
-    return x
-
-
-def walk_residual(engine: Engine, layer: Residual, x: Tensor, scope: Scope, name: str) -> Tensor:
-    inner = scope.child(name, layer.kind)
-    engine.pin(x)
-    main = engine.sequence(layer.layers, x, inner)
-    engine.pin(main)
-    shortcut = engine.sequence(layer.shortcut, x, inner) if layer.shortcut else x
-    engine.unpin(x, main)
-    merged = engine.merge(layer, [main, shortcut], add_shapes([main.shape, shortcut.shape]), scope, name)
-    return engine.sequence(layer.after, merged, inner)
-
-
-def walk_branches(engine: Engine, layer: Branches, x: Tensor, scope: Scope, name: str) -> Tensor:
-    inner = scope.child(name, layer.kind)
-    engine.pin(x)
-    outputs = []
-    for path in layer.paths:
-        out = engine.sequence(path, x, inner) if path else x
-        engine.pin(out)
-        outputs.append(out)
-    engine.unpin(x, *outputs)
-    return engine.merge(layer, outputs, concat_shapes([t.shape for t in outputs]), scope, name)
-
-
-def walk_depthwise_separable(engine: Engine, layer: DepthwiseSeparable, x: Tensor, scope: Scope,
-                             name: str) -> Tensor:
-    inner = scope.child(name, layer.kind)
-    for conv in layer.expand(x.shape[0]):
-        conv._path = layer.path
-        x = engine.step(conv, x, inner)
-    return x
-
-
-COMPOSITE_WALKS = {
-    Repeat: walk_repeat,
-    Residual: walk_residual,
-    Branches: walk_branches,
-    DepthwiseSeparable: walk_depthwise_separable,
-}
+    def analysis(self) -> Analysis:
+        return Analysis(self.report(), Plan(self.spec.name, self.spec.file, self.spec.input, list(self.steps)))
 
 
 # ---------------------------------------------------------------------- receptive field of merges
@@ -411,6 +388,12 @@ def _referenced_names(layers: list[Layer]) -> set[str]:
 
 def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
             optimizer: str = "sgd") -> Report:
+    """The report of ``spec``; see ``analyze_spec``."""
+    return analyze_spec(spec, rounding, batch, dtype, optimizer).report
+
+
+def analyze_spec(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
+                 optimizer: str = "sgd") -> Analysis:
     """Infer every layer of ``spec``. A failing layer raises ``PartialAnalysis`` (a CnnCalcError)
     whose ``report`` holds the rows before it. ``rounding=None`` takes the spec's own ``rounding``
     key, else floor (PyTorch). Only that default floor warns each rounded layer; a rounding given
@@ -423,8 +406,8 @@ def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str 
         with paused_gc():
             engine.run()
     except CnnCalcError as exc:
-        raise PartialAnalysis(exc.message, exc.loc, engine.report()) from None
-    return engine.report()
+        raise PartialAnalysis(exc.message, exc.loc, engine.analysis()) from None
+    return engine.analysis()
 
 
 @contextmanager

@@ -48,6 +48,22 @@ class Finding:
         return {**self.loc.to_dict(), "message": self.message}
 
 
+@dataclass(frozen=True)
+class Block:
+    """One layer instance a user can name, as the engine walked it: a leaf (one row) or a
+    composite (its rows ``first`` to ``end``, nested blocks included). ``level`` counts the
+    composites around it: 0 for a top-level entry."""
+
+    name: str
+    kind: str  # the written kind: `residual`, `repeat`, `conv`, ...
+    path: str  # e.g. layers[3].residual.layers[0]
+    key: tuple  # the same path as data, ("layers", 3, "residual", "layers", 0)
+    level: int
+    first: int
+    end: int
+    composite: bool
+
+
 @dataclass
 class LayerRow:
     index: int
@@ -67,18 +83,9 @@ class LayerRow:
     activation_bytes: int
     receptive_field: ReceptiveField
     hyper: dict[str, Any] = field(default_factory=dict)
-    explain_lines: Any = None  # list of worked formulas, or a callable that makes them on demand
     line: int | None = None
     scope: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites, outermost first
     inputs: tuple[int, ...] = ()  # rows whose outputs feed this one (-1 = the network input): the graph
-    layer: Any = None  # the spec's layer model, for backends that execute the graph
-
-    @property
-    def explain(self) -> list[str]:
-        """The layer's formulas with the numbers plugged in (built lazily: most runs never show them)."""
-        if callable(self.explain_lines):
-            self.explain_lines = self.explain_lines()
-        return self.explain_lines or []
 
     @property
     def trainable_params(self) -> int:
@@ -124,30 +131,31 @@ def _jsonable(value):
 
 
 def fold_to_depth(report: "Report", depth: int) -> "Report":
-    """One row per composite at ``depth``: its layers' counts summed, its last output shown
-    (torchinfo's depth). Totals and warnings are unchanged."""
+    """One row per composite nested ``depth`` deep (0: a top-level entry): its layers' counts
+    summed, its last output shown (torchinfo's depth). Totals and warnings are unchanged."""
+    folded = {block.first: block for block in report.blocks
+              if block.composite and block.level == depth and block.end > block.first}
     rows: list[LayerRow] = []
-    open_group: str | None = None  # name of the composite whose row is being filled
-    for row in report.layers:
-        if len(row.scope) > depth:
-            name, kind = row.scope[depth]
-            if open_group != name:
-                rows.append(_renumbered(row, len(rows), name=name, kind=kind, depth=depth, empty=True))
-                open_group = name
-            rows[-1] = _absorb(rows[-1], row)
-        elif open_group == row.name:  # the composite's own merge row (add / concat)
-            rows[-1] = _absorb(rows[-1], row)
-        else:
-            rows.append(_renumbered(row, len(rows)))
-            open_group = None
+    index = 0
+    while index < len(report.layers):
+        block = folded.get(index)
+        if block is None:
+            rows.append(replace(report.layers[index], index=len(rows)))
+            index += 1
+            continue
+        group = _renumbered(report.layers[index], len(rows), name=block.name, kind=block.kind, path=block.path,
+                            depth=depth, empty=True)
+        for row in report.layers[block.first:block.end]:
+            group = _absorb(group, row)
+        rows.append(group)
+        index = block.end
     return replace(report, layers=rows)
 
 
 def _renumbered(row: LayerRow, index: int, empty: bool = False, **changes) -> LayerRow:
     if empty:
         changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, connections=0, activations=0,
-                       activation_bytes=0,
-                       hyper={}, explain_lines=[], scope=row.scope[: changes["depth"]])
+                       activation_bytes=0, hyper={}, scope=row.scope[: changes["depth"]])
     return replace(row, index=index, **changes)
 
 
@@ -229,6 +237,7 @@ class Report:
     warnings: list[Finding] = field(default_factory=list)
     file: str | None = None
     notes: list[Finding] = field(default_factory=list)  # how the input was read, where that needs saying
+    blocks: list[Block] = field(default_factory=list)  # every walked layer instance, in walking order
     rounded: list[Finding] = field(default_factory=list)  # every layer whose size was rounded (floor/ceil)
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import units
 from .notation import LAYOUT_KEYS, SHAPE_PATTERN
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -23,11 +24,11 @@ META_KEYS = ("name", "from", "expect")
 # pydantic writes annotated-types bounds on unions with its own names; these are JSON Schema's
 BOUND_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 SCHEMA_MAPS = ("properties", "$defs", "patternProperties")  # keywords whose values map names to schemas
-QUANTITY_PATTERN = r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*([kKmMgGtT]i?)?\s*(b|B|bytes?)?\s*$"
+QUANTITY_PATTERN = units.QUANTITY_PATTERN  # budgets: the pattern of the one quantity reader
 
 
 def spec_schema() -> dict:
-    from .spec.layers import KINDS
+    from .kinds import KINDS
 
     defs: dict[str, Any] = {"layer": _layer_entry(), "layer_string": _layer_string(KINDS),
                             "layer_mapping": _layer_mapping(KINDS), "expect": _expect()}
@@ -158,7 +159,7 @@ def _value_forms(kind: str, cls) -> list[dict]:
 
 
 def _arguments(cls) -> dict:
-    from .spec.layers import Composite
+    from .kinds import Composite
 
     schema = _standard(cls.model_json_schema(mode="validation", by_alias=True))
     schema["properties"]["expect"] = {"anyOf": [{"$ref": "#/$defs/expect"}, {"type": "null"}]}

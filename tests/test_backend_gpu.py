@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import cnncalc
+import cnncalc.api
 from cnncalc.backends.forward import compare_outputs, run_forward
 from cnncalc.backends.registry import BackendUnavailable, load_backend
 from cnncalc.cli import cli
@@ -52,10 +53,10 @@ def gpu(request):
 
 
 def test_mixed_spec_matches_numpy_on_the_gpu(gpu):
-    report = cnncalc.analyze(cnncalc.load_spec(MIXED))
-    ours = run_forward(report, gpu, batch=2, seed=5, keep=lambda row: True)
+    plan = cnncalc.api.analyze_spec(MIXED).plan
+    ours = run_forward(plan, gpu, batch=2, seed=5, keep=lambda row: True)
     assert all(r.ok for r in ours), [(r.name, r.actual_shape, r.error) for r in ours if not r.ok]
-    reference = run_forward(report, load_backend("numpy"), batch=2, seed=5, keep=lambda row: True)
+    reference = run_forward(plan, load_backend("numpy"), batch=2, seed=5, keep=lambda row: True)
     assert all(d.ok for d in compare_outputs(ours, reference, TOLERANCE))
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from cnncalc.cli import cli
 
 torch = pytest.importorskip("torch", reason="the cross-check compares against PyTorch")
-from cnncalc.backends import torch_backend  # noqa: E402  (imports torch)
+from cnncalc.backends import torch_backend, torch_ops  # noqa: E402  (imports torch)
 from cnncalc.backends.forward import FLOAT32_EPS, SAFETY, gain, reduction_length  # noqa: E402
 from test_verify import specs  # noqa: E402  (the random specs of every layer kind)
 
@@ -53,13 +53,13 @@ def big_conv_then_sigmoid(tmp_path):
 @pytest.fixture
 def conv_drift(monkeypatch):
     """torch's conv off by 3e-7 of its largest output: float32 drift of a 75-term sum, no bug."""
-    conv = torch_backend.OPS["conv"]
+    conv = torch_ops.conv
 
-    def drifting(xs, p, row):
-        out = conv(xs, p, row)
+    def drifting(*args):
+        out = conv(*args)
         return out + 3e-7 * out.abs().max()
 
-    monkeypatch.setitem(torch_backend.OPS, "conv", drifting)
+    monkeypatch.setattr(torch_ops, "conv", drifting)
 
 
 def test_float32_drift_amplified_at_a_sigmoid_passes_by_default(big_conv_then_sigmoid, conv_drift):
@@ -100,15 +100,15 @@ def small_conv_then_sigmoid(tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_one_weight_off_by_a_thousandth_fails_at_that_layer_only(small_conv_then_sigmoid, monkeypatch, seed):
-    conv = torch_backend.OPS["conv"]
+    conv = torch_ops.conv
 
-    def wrong_weight(xs, p, row):
-        weight = p["weight"].clone()
+    def wrong_weight(x, weight, *rest):
+        weight = weight.clone()
         flat = weight.view(-1)
         flat[flat.abs().argmax()] *= 1.001
-        return conv(xs, {**p, "weight": weight}, row)
+        return conv(x, weight, *rest)
 
-    monkeypatch.setitem(torch_backend.OPS, "conv", wrong_weight)
+    monkeypatch.setattr(torch_ops, "conv", wrong_weight)
     code, check, layers = cross_check(small_conv_then_sigmoid, seed=seed)
     assert code == 1 and check["ok"] is False
     assert layers["conv"]["ok"] is False and layers["conv"]["carried"] == 0  # the input is the same array
@@ -122,11 +122,10 @@ def test_an_ordering_bug_with_the_right_shape_fails(tmp_path, monkeypatch):
     spec.write_text("input: [1, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - relu\n  - flatten\n"
                     "  - linear: 10\n")
 
-    def channels_last(xs, p, row):
-        x = xs[0]
+    def channels_last(x):
         return x.permute(0, *range(2, x.dim()), 1).reshape(x.shape[0], -1)
 
-    monkeypatch.setitem(torch_backend.OPS, "flatten", channels_last)
+    monkeypatch.setattr(torch_ops, "flatten", channels_last)
     code, check, layers = cross_check(spec)
     assert code == 1
     assert [name for name, layer in layers.items() if not layer["ok"]] == ["flatten1"]
@@ -139,8 +138,8 @@ def test_a_shape_bug_fails_and_its_successors_are_not_blamed(tmp_path, monkeypat
     spec = tmp_path / "pool.yaml"
     spec.write_text("input: [2, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3, padding: 1}\n  - maxpool: 2\n"
                     "  - conv: {filters: 2, kernel: 3}\n")
-    pool = torch_backend.OPS["maxpool"]
-    monkeypatch.setitem(torch_backend.OPS, "maxpool", lambda xs, p, row: pool(xs, p, row).transpose(2, 3))
+    pool = torch_ops.max_pool
+    monkeypatch.setattr(torch_ops, "max_pool", lambda *args: pool(*args).transpose(2, 3))
     code, check, layers = cross_check(spec)
     assert code == 1
     assert [name for name, layer in layers.items() if not layer["ok"]] == ["pool1"]
@@ -159,17 +158,18 @@ def test_layer_fields_extend_the_old_ones(small_conv_then_sigmoid):
 
 def test_gains_and_reduction_lengths():
     import cnncalc
+    import cnncalc.api
 
-    report = cnncalc.analyze(cnncalc.load_spec({"input": [3, 8, 8], "layers": [
+    steps = cnncalc.api.analyze_spec({"input": [3, 8, 8], "layers": [
         {"conv": {"filters": 2, "kernel": 3, "groups": 1}}, "batchnorm", "sigmoid", "softmax",
-        {"avgpool": 2}, "flatten", {"linear": 4}]}))
-    conv, bn, sigmoid, softmax, pool, flatten, linear = report.layers
+        {"avgpool": 2}, "flatten", {"linear": 4}]}).plan.steps
+    conv, bn, sigmoid, softmax, pool, flatten, linear = steps
     weight = np.arange(54, dtype=np.float32).reshape(2, 3, 3, 3) - 30
     assert gain(conv, {"weight": weight}) == np.abs(weight).reshape(2, -1).sum(axis=1).max()
     bn_arrays = {"running_var": np.array([1, 0.25], np.float32), "weight": np.array([2, -3], np.float32)}
     assert gain(bn, bn_arrays) == pytest.approx(3 / np.sqrt(0.25 + 1e-5))
     assert (gain(sigmoid, {}), gain(softmax, {}), gain(pool, {}), gain(flatten, {})) == (0.25, 0.5, 1.0, 1.0)
-    assert [reduction_length(row) for row in report.layers] == [27, 1, 1, 2, 4, 1, 2 * 3 * 3]
+    assert [reduction_length(step) for step in steps] == [27, 1, 1, 2, 4, 1, 2 * 3 * 3]
 
 
 def test_tf32_convolutions_on_a_gpu_count_with_tf32_epsilon(monkeypatch):
@@ -194,16 +194,17 @@ def test_the_float32_rule_passes_correct_backends_on_random_specs(spec, seed):
     """Every layer kind, drawn as the shape property test draws them: numpy and torch agree under
     the rule (measured margin: the largest local difference was 2.1 of the 16 allowed)."""
     import cnncalc
+    import cnncalc.api
     from cnncalc.backends.forward import RecordingGains, compare_outputs, input_array, largest_finite, run_forward, \
         seeded_parameters
     from cnncalc.backends.registry import load_backend
 
-    report = cnncalc.analyze(cnncalc.load_spec(spec))
-    gains = RecordingGains(seeded_parameters(report, seed))
-    ours = run_forward(report, load_backend("numpy"), seed=seed, keep=lambda row: True, parameters=gains)
-    theirs = run_forward(report, load_backend("torch"), seed=seed, keep=lambda row: True)
-    differences = compare_outputs(ours, theirs, rows=report.layers, gains=gains.gains,
-                                  input_peak=largest_finite(input_array(report, 1, seed)))
-    assert len(differences) == len(report.layers)
+    plan = cnncalc.api.analyze_spec(spec).plan
+    gains = RecordingGains(seeded_parameters(plan, seed))
+    ours = run_forward(plan, load_backend("numpy"), seed=seed, keep=lambda row: True, parameters=gains)
+    theirs = run_forward(plan, load_backend("torch"), seed=seed, keep=lambda row: True)
+    differences = compare_outputs(ours, theirs, rows=plan.steps, gains=gains.gains,
+                                  input_peak=largest_finite(input_array(plan, 1, seed)))
+    assert len(differences) == len(plan.steps)
     over = [(d.name, d.max_abs_diff, d.allowed) for d in differences if not d.ok]
     assert not over, f"{spec}: {over}"

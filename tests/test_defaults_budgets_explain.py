@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import cnncalc
 from cnncalc.cli import cli
 from cnncalc.errors import CnnCalcError
+from cnncalc.api import analyze_spec
 from cnncalc.render.explain import explanation_lines
 from cnncalc.units import parse_quantity
 from helpers import run
@@ -22,8 +23,11 @@ def invoke(*args: str):
 
 
 def explained(input_shape, layer, **options) -> list[str]:
-    report = run(input_shape, layer, **options)
-    return explanation_lines(report.layers[-1], report)
+    spec = {"name": "t", "input": input_shape, "layers": [layer]}
+    if isinstance(input_shape, str):
+        spec["layout"] = "hwc"
+    analysis = analyze_spec(spec, **options)
+    return explanation_lines(analysis.report.layers[-1], analysis.report, analysis.plan.steps[-1].formulas())
 
 
 def evaluate(line: str) -> tuple[float, float] | None:

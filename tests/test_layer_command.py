@@ -109,16 +109,19 @@ def test_every_explained_number_is_the_arithmetic_it_shows(size, kernel, stride,
                                                            filters, bias):
     from helpers import run
 
+    from cnncalc.api import analyze_spec
+
     try:
-        report = run([channels, size, size + 1], {"conv": {"filters": filters, "kernel": kernel, "stride": stride,
-                                                           "padding": padding, "dilation": dilation, "bias": bias}})
+        analysis = analyze_spec({"input": [channels, size, size + 1], "layers": [{"conv": {
+            "filters": filters, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+            "bias": bias}}]})
     except Exception as exc:  # the layer may not fit at all; that is tested elsewhere
         assert "cnncalc" in type(exc).__module__
         return
-    row = report.layers[0]
-    for line in row.explain:
+    row, lines = analysis.report.layers[0], [f.text() for f in analysis.plan.steps[0].formulas()]
+    for line in lines:
         computed, claimed = evaluate(line)
         assert computed == pytest.approx(claimed, abs=0.005), line
-    claims = {line.split(" = ")[0]: float(line.split(" = ")[-1].split(" -> ")[-1]) for line in row.explain}
+    claims = {line.split(" = ")[0]: float(line.split(" = ")[-1].split(" -> ")[-1]) for line in lines}
     assert claims["params"] == row.params
     assert claims["MACs"] == row.macs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnncalc
+import cnncalc.api
+from cnncalc.api import analyze_spec
 from cnncalc.backends.forward import compare_outputs, run_forward
 from cnncalc.backends.registry import load_backend
 from cnncalc.cli import cli
@@ -131,17 +134,17 @@ def merge(draw, kind, current, outputs):
     return {"concat": {"from": [current, partner], "crop": crop}}
 
 
-SIMPLE = ["flatten", "dropout", "relu", "relu6", "sigmoid", "tanh", "gelu", "softmax",
+SIMPLE = ["flatten", "dropout", "relu", "relu6", "sigmoid", "tanh", "gelu", "softmax", "identity",
           "global_avgpool", "global_maxpool"]
 
 
 def layer_for(draw, shape, current, outputs):
     """One layer entry for an input of ``shape``; spatial kinds only where there are spatial axes."""
     c, rank = shape[0], len(shape) - 1
-    kinds = ["batchnorm", "lrn", "leaky_relu", "add", "concat", *SIMPLE[:8], "linear"]
+    kinds = ["batchnorm", "lrn", "leaky_relu", "add", "concat", *SIMPLE[:9], "linear"]
     if rank:  # first: hypothesis shrinks towards the start of the list
         kinds = ["conv", "conv_transpose", "maxpool", "avgpool", "subsample", "adaptive_avgpool", "adaptive_maxpool", "upsample",
-                 "unpool", "depthwise_separable", "residual", "branches", *SIMPLE[8:], *kinds]
+                 "unpool", "pad", "depthwise_separable", "residual", "branches", *SIMPLE[9:], *kinds]
     kind = draw(st.sampled_from(kinds))
     build = {
         "conv": lambda: conv(draw, c, rank),
@@ -159,6 +162,9 @@ def layer_for(draw, shape, current, outputs):
                                 "beta": draw(st.sampled_from([0.75, 0.5])), "k": draw(st.sampled_from([1.0, 2.0]))}},
         "leaky_relu": lambda: {"leaky_relu": draw(st.sampled_from([0.01, 0.2]))},
         "upsample": lambda: upsample(draw, rank),
+        "pad": lambda: {"pad": {"padding": draw(st.one_of(st.integers(0, 2), st.lists(
+            st.one_of(st.integers(0, 2), st.lists(st.integers(0, 2), min_size=2, max_size=2)),
+            min_size=rank, max_size=rank))), "mode": draw(st.sampled_from(["zero", "reflect", "replicate", "circular"]))}},
         "unpool": lambda: {"unpool": {"factor": draw(axes(rank, st.integers(1, 3))),
                                       "mode": draw(st.sampled_from(["nearest", "bed_of_nails"]))}},
         "depthwise_separable": lambda: {"depthwise_separable": {
@@ -218,22 +224,23 @@ def kinds_of(spec: dict) -> set[str]:
 @PROPERTY
 @given(spec=specs(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_engine_shapes_equal_numpy_shapes_and_numpy_equals_torch(spec, batch, seed):
-    report = cnncalc.analyze(cnncalc.load_spec(spec))
-    ours = run_forward(report, NUMPY, batch=batch, seed=seed, keep=lambda row: True)
+    plan = analyze_spec(spec).plan
+    ours = run_forward(plan, NUMPY, batch=batch, seed=seed, keep=lambda row: True)
     wrong = [(r.name, r.kind, r.inferred_shape, r.actual_shape, r.error) for r in ours if not r.ok]
-    assert not wrong and len(ours) == len(report.layers), f"{spec}: {wrong}"
+    assert not wrong and len(ours) == len(plan.steps), f"{spec}: {wrong}"
     if TORCH is None:
         return
-    theirs = run_forward(report, TORCH, batch=batch, seed=seed, keep=lambda row: True)
+    theirs = run_forward(plan, TORCH, batch=batch, seed=seed, keep=lambda row: True)
     assert all(r.ok for r in theirs), f"{spec}: {[(r.name, r.actual_shape, r.error) for r in theirs if not r.ok]}"
     differences = [d for d in compare_outputs(ours, theirs, TOLERANCE) if not d.ok]
     assert not differences, f"{spec}: {differences}"
 
 
 def test_the_drawn_specs_cover_every_layer_kind():
-    """The strategy reaches every kind the executor knows (so the property test covers them)."""
-    from cnncalc.backends.numpy_backend import OPS
+    """The strategy reaches every leaf kind (so the property test covers every kind's forward)."""
+    from cnncalc.kinds import KINDS, Composite
 
+    leaves = {kind for kind, cls in KINDS.items() if not issubclass(cls, Composite)}
     seen: set[str] = set()
 
     @settings(max_examples=400, deadline=None, database=None,
@@ -243,21 +250,10 @@ def test_the_drawn_specs_cover_every_layer_kind():
         seen.update(kinds_of(spec))
 
     collect()
-    assert seen == set(OPS), f"never drawn: {set(OPS) - seen}"
+    assert seen == leaves, f"never drawn: {leaves - seen}"
 
 
 # ----------------------------------------------------------------------------- the executor
-def test_op_tables_cover_every_leaf_kind_the_engine_emits():
-    from cnncalc.backends.numpy_backend import OPS as NUMPY_OPS
-    from cnncalc.spec.layers import KINDS, Composite
-
-    leaves = {kind for kind, cls in KINDS.items() if not issubclass(cls, Composite)}
-    assert set(NUMPY_OPS) == leaves
-    if TORCH is not None:
-        from cnncalc.backends.torch_backend import OPS as TORCH_OPS
-
-        assert set(TORCH_OPS) == leaves
-
 
 @pytest.mark.parametrize("layer, input_shape, expected", [
     ({"conv": {"filters": 6, "kernel": [3, 5], "groups": 2}}, [4, 9, 9], {"weight": (6, 2, 3, 5), "bias": (6,)}),
@@ -270,25 +266,24 @@ def test_op_tables_cover_every_leaf_kind_the_engine_emits():
 def test_parameters_have_pytorch_layouts(layer, input_shape, expected):
     from cnncalc.backends.parameters import SeededParameters
 
-    report = cnncalc.analyze(cnncalc.load_spec({"input": input_shape, "layers": [layer]}))
-    params = SeededParameters(seed=0)(report.layers[0], (1, *input_shape))
+    plan = analyze_spec({"input": input_shape, "layers": [layer]}).plan
+    params = SeededParameters(seed=0)(plan.steps[0], (1, *input_shape))
     assert {name: a.shape for name, a in params.items()} == expected
     assert all(a.dtype == np.float32 for a in params.values())
 
 
 def test_random_weights_are_seeded_per_row_and_keep_deep_nets_finite():
-    spec = cnncalc.load_spec("vgg16")  # 16 weight layers, no batch norm: the scaling must hold alone
-    spec.input = (3, 64, 64)
-    report = cnncalc.analyze(spec)
+    spec = replace(cnncalc.load_spec("vgg16"), input=(3, 64, 64))  # 16 weight layers, no batch norm: the scaling must hold alone
+    plan = analyze_spec(spec).plan
 
     def last_output(seed):
-        return run_forward(report, NUMPY, seed=seed, keep=lambda row: row.index == len(report.layers) - 1)[-1].output
+        return run_forward(plan, NUMPY, seed=seed, keep=lambda row: row.index == len(plan.steps) - 1)[-1].output
 
     first, again, other = last_output(3), last_output(3), last_output(4)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert np.isfinite(first).all() and 1e-3 < np.abs(first).max() < 1e3  # He scaling: no blow-up, no vanishing
-    lenet = cnncalc.analyze(cnncalc.load_spec("lenet5"))
+    lenet = analyze_spec("lenet5").plan
     assert all(result.output is None for result in run_forward(lenet, NUMPY))  # nothing kept unless asked
 
 
@@ -345,14 +340,15 @@ def wrong_row(monkeypatch):
     """The engine claims a wrong shape for row 3 (as an engine bug would)."""
     import cnncalc.api
 
-    analyze = cnncalc.api.analyze
+    honest = cnncalc.api.analyze_spec
 
     def lying_analyze(*args, **kwargs):
-        report = analyze(*args, **kwargs)
-        report.layers[3].output_shape = (16, 11, 11)
-        return report
+        analysis = honest(*args, **kwargs)
+        analysis.report.layers[3].output_shape = (16, 11, 11)
+        analysis.plan.steps[3] = replace(analysis.plan.steps[3], output_shape=(16, 11, 11))
+        return analysis
 
-    monkeypatch.setattr(cnncalc.api, "analyze", lying_analyze)
+    monkeypatch.setattr(cnncalc.api, "analyze_spec", lying_analyze)
 
 
 def test_an_injected_mismatch_exits_1(wrong_row):
@@ -371,12 +367,12 @@ def test_an_injected_mismatch_is_marked_in_the_table(wrong_row):
 
 
 def test_a_layer_the_backend_cannot_compute_stops_the_run_with_exit_1(monkeypatch):
-    from cnncalc.backends import numpy_backend
+    from cnncalc.backends import ops
 
-    def broken(xs, p, row):
+    def broken(*args):
         raise ValueError("operands could not be broadcast")
 
-    monkeypatch.setitem(numpy_backend.OPS, "maxpool", broken)
+    monkeypatch.setattr(ops, "max_pool", broken)
     result = invoke("verify", "lenet5", "--format", "json")
     assert result.exit_code == 1
     data = json.loads(result.stdout)
@@ -618,9 +614,9 @@ def test_cross_check_reports_the_difference_per_layer_and_exits_1_above_toleranc
     assert check["ok"] is True and len(check["layers"]) == 69
     assert max(layer["relative"] for layer in check["layers"]) < TOLERANCE
 
-    from cnncalc.backends import torch_backend
+    from cnncalc.backends import torch_ops
 
-    monkeypatch.setitem(torch_backend.OPS, "tanh", lambda xs, p, row: torch_backend.torch.tanh(xs[0]) + 1e-2)
+    monkeypatch.setattr(torch_ops, "tanh", lambda x: torch_ops.torch.tanh(x) + 1e-2)
     result = invoke("run", "lenet5", "--cross-check", "torch")
     assert result.exit_code == 1
     assert "cross-check against torch" in result.output and "OVER" in result.output

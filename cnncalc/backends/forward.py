@@ -1,4 +1,4 @@
-"""Execute a report's graph on real arrays with any backend, and compare what comes out.
+"""Execute a plan's graph on real arrays with any backend, and compare what comes out.
 
 The rows of ``cnncalc.analyze(spec)`` are a DAG in execution order (``row.inputs``: the rows
 that feed a row, -1 = the network input). Each row runs on its backend and the actual output
@@ -56,10 +56,10 @@ class LayerResult:
         return data
 
 
-def run_forward(report, backend, batch: int = 1, seed: int = 0, input_values=None, weights_from_spec: bool = True,
+def run_forward(plan, backend, batch: int = 1, seed: int = 0, input_values=None, weights_from_spec: bool = True,
                 progress: Progress | None = None, *, keep: Callable[[Any], bool] | None = None,
                 parameters=None, source=None) -> list[LayerResult]:
-    """Run every row of ``report`` on ``backend``; one LayerResult per row run.
+    """Run every row of ``plan`` on ``backend``; one LayerResult per row run.
 
     ``input_values``: the network input ``[C, *spatial]`` (array, nested lists or a file path;
     batch 1 is added) or None for standard-normal values from ``seed``. ``keep(row)``: which
@@ -67,12 +67,12 @@ def run_forward(report, backend, batch: int = 1, seed: int = 0, input_values=Non
     SeededParameters (the spec's weights where given, random from ``seed`` otherwise). The run
     stops at the first row the backend cannot compute; that row carries the error.
     """
-    parameters = parameters or seeded_parameters(report, seed, weights_from_spec, source)
+    parameters = parameters or seeded_parameters(plan, seed, weights_from_spec, source)
     keep = keep or (lambda row: False)
-    last_reader = last_readers(report.layers)
-    outputs = {INPUT: backend.asarray(input_array(report, batch, seed, input_values, source))}
+    last_reader = last_readers(plan.steps)
+    outputs = {INPUT: backend.asarray(input_array(plan, batch, seed, input_values, source))}
     results = []
-    for done, row in enumerate(report.layers, start=1):
+    for done, row in enumerate(plan.steps, start=1):
         inputs = [outputs[i] for i in row.inputs]
         params = {name: backend.asarray(a) for name, a in parameters(row, tuple(inputs[0].shape)).items()}
         result, out = run_row(backend, row, inputs, params, batch)
@@ -87,7 +87,7 @@ def run_forward(report, backend, batch: int = 1, seed: int = 0, input_values=Non
         for index in [i for i in outputs if last_reader.get(i, INPUT) <= row.index]:
             del outputs[index]  # no later row reads it
         if progress:
-            progress(done, len(report.layers), row.name)
+            progress(done, len(plan.steps), row.name)
     return results
 
 
@@ -106,21 +106,21 @@ def run_row(backend, row, inputs: list, params: dict, batch: int) -> tuple[Layer
     return LayerResult(row.index, row.name, row.kind, tuple(row.output_shape), actual, seconds), out
 
 
-def seeded_parameters(report, seed: int = 0, weights_from_spec: bool = True, source=None):
+def seeded_parameters(plan, seed: int = 0, weights_from_spec: bool = True, source=None):
     """run_forward's default ``parameters``: the spec's weights where given, random from ``seed``."""
     from .parameters import SeededParameters
 
-    return SeededParameters(seed, weights_from_spec, _base_dir(report), report.file, source)
+    return SeededParameters(seed, weights_from_spec, _base_dir(plan), plan.file, source)
 
 
-def input_array(report, batch: int = 1, seed: int = 0, input_values=None, source=None) -> numpy.ndarray:
+def input_array(plan, batch: int = 1, seed: int = 0, input_values=None, source=None) -> numpy.ndarray:
     """The network input run_forward feeds the first rows (``network_input`` located in the spec)."""
-    where = source.locate(("input_values",)) if source is not None else Location(report.file, None, "input_values")
-    return network_input(report, batch, seed, input_values, _base_dir(report), where)
+    where = source.locate(("input_values",)) if source is not None else Location(plan.file, None, "input_values")
+    return network_input(plan, batch, seed, input_values, _base_dir(plan), where)
 
 
-def _base_dir(report) -> Path:
-    return Path(report.file).parent if report.file else Path(".")
+def _base_dir(plan) -> Path:
+    return Path(plan.file).parent if plan.file else Path(".")
 
 
 def last_readers(rows) -> dict[int, int]:
@@ -133,10 +133,10 @@ def last_readers(rows) -> dict[int, int]:
     return last
 
 
-def network_input(report, batch: int, seed: int, values, base_dir: Path, where: Location) -> numpy.ndarray:
+def network_input(plan, batch: int, seed: int, values, base_dir: Path, where: Location) -> numpy.ndarray:
     """``[batch, C, *spatial]`` float32: the given values (repeated over the batch) or standard
     normal from ``seed``."""
-    shape = tuple(report.input_shape)
+    shape = tuple(plan.input_shape)
     if values is None:
         return numpy.random.default_rng((seed, 0)).standard_normal((batch, *shape), dtype=numpy.float32)
     try:
@@ -154,9 +154,6 @@ def network_input(report, batch: int, seed: int, values, base_dir: Path, where: 
 # ----------------------------------------------------------------------------- comparing backends
 FLOAT32_EPS = float(numpy.finfo(numpy.float32).eps)  # 2**-23: the gap between 1 and the next float32
 SAFETY = 16  # the allowance's factor over one typical rounding error (README, `run`: how it was chosen)
-SATURATING = {"sigmoid", "tanh"}  # bounded outputs: their own rounding is relative to the output only
-AVERAGING = {"avgpool", "subsample", "adaptive_avgpool", "global_avgpool"}
-SLOPES = {"sigmoid": 0.25, "softmax": 0.5, "gelu": 1.13}  # largest slope (max-norm gain) where it is not 1
 
 
 @dataclass(frozen=True)
@@ -234,14 +231,14 @@ def compare_outputs(ours: list[LayerResult], reference: list[LayerResult], toler
 
     ``tolerance`` given: a layer fails when that difference relative to max(1, max |reference|)
     is above it. ``tolerance=None``: the float32 rule (``float_allowances``), which needs
-    ``rows`` (the report's layers: the graph), ``gains`` (row index -> ``gain``, e.g. from
+    ``rows`` (the plan's steps: the graph), ``gains`` (row index -> ``gain``, e.g. from
     ``RecordingGains``; a row without one counts 1), ``input_peak`` (max |network input|) and
     ``epsilon(row)`` (the machine epsilon the backends computed that row in; float32's by default).
     """
     allowances = None
     if tolerance is None:
         if rows is None:
-            raise ValueError("the float32 rule needs the report's rows (the graph)")
+            raise ValueError("the float32 rule needs the plan's steps (the graph)")
         allowances = float_allowances(rows, ours, reference, gains or {}, input_peak, epsilon)
     differences = []
     for a, b in zip(ours, reference):
@@ -291,10 +288,10 @@ def float_allowances(rows, ours: list[LayerResult], reference: list[LayerResult]
         if a is not None:
             differences[row.index] = max_abs_difference(a, b) if a.shape == b.shape else math.inf
         incoming = [differences.get(i, math.inf) for i in row.inputs]  # an input not kept: unknown
-        spread = sum(incoming) if row.kind == "add" else max(incoming, default=0.0)
+        spread = sum(incoming) if row.layer.sums_inputs else max(incoming, default=0.0)
         amplification = gains.get(row.index, 1.0)
         carried = amplification * spread if spread and amplification else 0.0
-        magnitude = out if row.kind in SATURATING else max([out, *(peaks.get(i, 0.0) for i in row.inputs)])
+        magnitude = out if row.layer.saturating else max([out, *(peaks.get(i, 0.0) for i in row.inputs)])
         n = reduction_length(row)
         local = max(SAFETY * epsilon(row) * rounding_factor(row, n) * magnitude, SAFETY * FLOAT32_TINY)
         allowances[row.index] = Allowance(carried + local, carried, local, n)
@@ -305,74 +302,21 @@ FLOAT32_TINY = float(numpy.finfo(numpy.float32).tiny)  # differences below it: s
 
 
 def gain(row, arrays: dict) -> float:
-    """The most a difference of d in the row's inputs can change an output (max norm), per unit
-    d: conv and linear the largest L1 norm of a filter / weight row (conv_transpose: of all the
-    weights that can reach one output), batch norm max |gamma| / sqrt(var + eps), subsample
-    |coefficient| x window; sigmoid 1/4, softmax 1/2, GELU 1.13, leaky ReLU max(1, |slope|),
-    LRN (1 + 2 beta sqrt(size)) / k^beta, bicubic upsampling 1.375 per axis; 1 for ReLU, tanh,
-    pools, copies and concatenation (``add`` adds its inputs' differences instead)."""
-    kind, layer = row.kind, row.layer
-    weight = arrays.get("weight")
-    if kind in ("conv", "linear") and weight is not None:
-        return _largest(numpy.abs(weight).reshape(weight.shape[0], -1).sum(axis=1))
-    if kind == "conv_transpose" and weight is not None:  # [C_in, K/groups, *kernel]
-        groups = row.hyper.get("groups", 1)
-        per_output = numpy.abs(weight).reshape(groups, weight.shape[0] // groups, weight.shape[1], -1).sum(axis=(1, 3))
-        return _largest(per_output)
-    if kind == "batchnorm":
-        var = arrays.get("running_var")
-        scale = numpy.abs(weight) if weight is not None else numpy.ones(1)
-        floor = float(var.min()) if var is not None and var.size else 1.0
-        return _largest(scale) / math.sqrt(max(floor, 0.0) + getattr(layer, "eps", 1e-5))
-    if kind == "subsample" and weight is not None:
-        return _largest(numpy.abs(weight)) * math.prod(row.hyper.get("kernel", (1,)))
-    if kind == "leaky_relu":
-        return max(1.0, abs(getattr(layer, "negative_slope", 1.0)))
-    if kind == "lrn":
-        beta, size, k = layer.beta, layer.size, layer.k
-        return (1 + 2 * abs(beta) * math.sqrt(size)) / k ** beta if k > 0 else math.inf
-    if kind == "upsample" and getattr(layer, "mode", "nearest") == "bicubic":
-        return 1.375 ** (len(row.output_shape) - 1)  # PyTorch's cubic weights: sum |w| <= 1.375 per axis
-    return SLOPES.get(kind, 1.0)
-
-
-def _largest(values) -> float:
-    return float(numpy.max(values)) if numpy.size(values) else 0.0
+    """The most a difference of d in the step's inputs can change an output (max norm), per unit
+    d: its layer kind's ``float_gain`` (conv and linear: the largest L1 norm of a filter or weight
+    row; sigmoid 1/4; 1 for ReLU, pools and copies; ...)."""
+    return row.layer.float_gain(row, arrays)
 
 
 def rounding_factor(row, n: int) -> float:
-    """How many eps of the magnitude one output's rounding is worth: sqrt(n); interpolating
-    upsampling adds the largest input size (its sample positions are computed to eps of the
-    position, i.e. eps x size pixels, and weigh neighbours up to twice the magnitude apart)."""
-    if row.kind == "upsample" and getattr(row.layer, "mode", "nearest") != "nearest":
-        return math.sqrt(n) + 2 * max(row.input_shape[1:], default=1)
-    return math.sqrt(n)
+    """How many eps of the magnitude one output's rounding is worth (the kind's ``rounding_factor``)."""
+    return row.layer.rounding_factor(row, n)
 
 
 def reduction_length(row) -> int:
-    """How many input values one output value of ``row`` combines: C/groups x kernel volume for
-    conv (MACs per output), in_features for linear, the window for average pools, the channels
-    for softmax, the neighbourhood for LRN, the interpolation points for upsample; 1 for
-    element-wise ops, copies and max pools (``add``: its inputs)."""
-    kind, hyper = row.kind, row.hyper
-    if kind == "conv_transpose":  # MACs per output is an average; the densest outputs see more
-        return max(1, row.input_shape[0] // hyper.get("groups", 1) * math.prod(hyper["kernel"]))
-    if row.macs and row.activations:
-        return max(1, math.ceil(row.macs / row.activations))
-    if kind in AVERAGING:
-        window = math.prod(hyper["kernel"]) if "kernel" in hyper else 1
-        spread = math.ceil(math.prod(row.input_shape[1:]) / max(1, math.prod(row.output_shape[1:])))
-        return max(1, window, spread)
-    if kind == "softmax":
-        return max(1, row.input_shape[0])
-    if kind == "lrn":
-        return max(1, getattr(row.layer, "size", 1))
-    if kind == "upsample":
-        rank = len(row.output_shape) - 1
-        return {"nearest": 1, "bicubic": 4 ** rank}.get(getattr(row.layer, "mode", "nearest"), 2 ** rank)
-    if kind == "add":
-        return max(1, len(row.inputs))
-    return 1
+    """How many input values one output value of the step combines (the kind's ``reduction_length``:
+    C/groups x kernel volume for conv, in_features for linear, the window for average pools, ...)."""
+    return row.layer.reduction_length(row)
 
 
 def max_abs_difference(ours: numpy.ndarray, reference: numpy.ndarray) -> float:

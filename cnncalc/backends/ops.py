@@ -345,8 +345,25 @@ def lrn(x, size, alpha=1e-4, beta=0.75, k=1.0):
 # ----------------------------------------------------------------------------
 
 
+PAD_MODES = {"zero": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad(x, pairs, mode="zero"):
+    """Pad the spatial axes by ``(before, after)`` pairs: zero, reflect (mirror without the edge),
+    replicate (repeat the edge) or circular (wrap around), as ``F.pad``'s modes."""
+    if mode == "zero":
+        return _pad(x, pairs)
+    xp = array_namespace(x)
+    widths = ((0, 0), (0, 0)) + tuple((int(b), int(a)) for b, a in pairs)
+    return xp.pad(x, widths, mode=PAD_MODES[mode])
+
+
 def relu(x):
     return array_namespace(x).maximum(x, 0)
+
+
+def relu6(x):
+    return array_namespace(x).minimum(relu(x), 6)
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -397,6 +414,7 @@ def softmax(x, axis=1):
 # ----------------------------------------------------------------------------
 
 _LINEAR_MODES = ("linear", "bilinear", "trilinear")
+CUBIC_A = -0.75  # PyTorch's bicubic coefficient
 
 
 def upsample(x, size=None, scale_factor=None, mode="nearest"):
@@ -407,6 +425,8 @@ def upsample(x, size=None, scale_factor=None, mode="nearest"):
     """
     if (size is None) == (scale_factor is None):
         raise ValueError("give exactly one of size and scale_factor")
+    if mode == "bicubic":
+        return _bicubic(x, size and _as_tuple(size, x.ndim - 2), scale_factor and _as_tuple(scale_factor, x.ndim - 2))
     if mode != "nearest" and mode not in _LINEAR_MODES:
         raise ValueError(f"unsupported upsample mode {mode!r}")
     nsp = x.ndim - 2
@@ -418,6 +438,46 @@ def upsample(x, size=None, scale_factor=None, mode="nearest"):
     for axis, size_out, factor in zip(_spatial_axes(x), sizes, factors):
         x = resample(x, axis, int(size_out), factor)
     return x
+
+
+def _bicubic(x, size, factor):
+    """Like ``F.interpolate(mode="bicubic", align_corners=False)``, one axis at a time (PyTorch's
+    4x4 weights are the outer product of per-axis cubic weights)."""
+    rank = x.ndim - 2
+    sizes = size or tuple(math.floor(n * f) for n, f in zip(x.shape[2:], factor))
+    if tuple(sizes) == tuple(x.shape[2:]):
+        return x  # PyTorch copies when every size is unchanged, whatever the factor
+    factors = factor or (None,) * rank
+    for axis, size_out, scale in zip(range(2, x.ndim), sizes, factors):
+        x = _cubic_axis(x, axis, int(size_out), scale)
+    return x
+
+
+def _cubic_axis(x, axis, size_out, factor):
+    xp = array_namespace(x)
+    size_in = x.shape[axis]
+    scale = numpy.float32(1.0 / factor) if factor else numpy.float32(size_in) / numpy.float32(size_out)
+    source = scale * (numpy.arange(size_out, dtype=numpy.float32) + numpy.float32(0.5)) - numpy.float32(0.5)
+    base = numpy.floor(source)
+    t = source - base  # cubic sources are not clamped at 0, unlike (bi)linear
+    shape = [1] * x.ndim
+    shape[axis] = size_out
+    out = None
+    for tap, weight in enumerate(_cubic_weights(t)):
+        index = numpy.clip(base.astype(numpy.int64) - 1 + tap, 0, size_in - 1)
+        term = xp.take(x, xp.asarray(index), axis=axis) * xp.asarray(weight.reshape(shape)).astype(x.dtype)
+        out = term if out is None else out + term
+    return out
+
+
+def _cubic_weights(t):
+    def near(d):  # |d| <= 1
+        return ((CUBIC_A + 2) * d - (CUBIC_A + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((CUBIC_A * d - 5 * CUBIC_A) * d + 8 * CUBIC_A) * d - 4 * CUBIC_A
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
 
 
 def _source_scale(size_in, size_out, factor):

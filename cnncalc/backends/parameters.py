@@ -1,7 +1,7 @@
 """The parameter arrays of every layer, in PyTorch's layouts: random from a seed, or the spec's own.
 
-Shapes come from the layer's fields and the *actual* input array reaching it, never from the
-engine's formulas. Random weights are He/Kaiming-uniform (variance 2 / fan_in), so activations
+Which tensors a layer needs is its kind's own ``tensors(step, x_shape)``: shapes come from the
+layer's fields and the *actual* input array reaching it, never from the engine's formulas. Random weights are He/Kaiming-uniform (variance 2 / fan_in), so activations
 keep their scale through deep ReLU nets instead of overflowing float32; biases are uniform in
 +-1/sqrt(fan_in) (PyTorch's default); batch norm has running mean 0 and variance 1 and a
 random affine scale around 1. Each row draws from its own generator, seeded by (seed, row
@@ -10,76 +10,15 @@ index): the same row gets the same numbers on every backend and whatever else ru
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
 
 from ..errors import Location, SpecError
+from ..kinds import Param
 from .values import load_array, shape_text
 
 EXPLICIT_KEYS = {"weight": "weights", "bias": "biases"}  # array name -> spec key
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter a layer needs: its shape, how to fill it randomly, its layout in words."""
-
-    shape: tuple[int, ...]
-    fill: str  # "he", "bias", "zeros", "ones", "scale", "shift"
-    fan_in: float = 1.0
-    layout: str = ""
-
-
-def conv_tensors(row, x_shape) -> dict[str, Param]:
-    channels, groups, kernel = x_shape[1], row.hyper["groups"], tuple(row.hyper["kernel"])
-    filters = row.layer.filters
-    fan_in = channels // groups * math.prod(kernel)
-    tensors = {"weight": Param((filters, channels // groups, *kernel), "he", fan_in, "[K, C/groups, *kernel]")}
-    if row.layer.bias:
-        tensors["bias"] = Param((filters,), "bias", fan_in, "[K]")
-    return tensors
-
-
-def conv_transpose_tensors(row, x_shape) -> dict[str, Param]:
-    channels, groups, kernel = x_shape[1], row.hyper["groups"], tuple(row.hyper["kernel"])
-    filters = row.layer.filters
-    # each output sums about C/G * prod(kernel / stride) products
-    fan_in = max(1.0, channels // groups * math.prod(kernel) / math.prod(row.hyper["stride"]))
-    tensors = {"weight": Param((channels, filters // groups, *kernel), "he", fan_in, "[C_in, K/groups, *kernel]")}
-    if row.layer.bias:
-        tensors["bias"] = Param((filters,), "bias", fan_in, "[K]")
-    return tensors
-
-
-def linear_tensors(row, x_shape) -> dict[str, Param]:
-    features_in = math.prod(x_shape[1:])  # a non-flat input is flattened first
-    tensors = {"weight": Param((row.layer.features, features_in), "he", features_in, "[out, in]")}
-    if row.layer.bias:
-        tensors["bias"] = Param((row.layer.features,), "bias", features_in, "[out]")
-    return tensors
-
-
-def subsample_tensors(row, x_shape) -> dict[str, Param]:
-    channels = (x_shape[1],)  # one coefficient and one bias per map (LeNet-5's S2, S4)
-    return {"weight": Param(channels, "scale", layout="[C]"), "bias": Param(channels, "shift", layout="[C]")}
-
-
-def batchnorm_tensors(row, x_shape) -> dict[str, Param]:
-    channels = (x_shape[1],)
-    tensors = {"running_mean": Param(channels, "zeros"), "running_var": Param(channels, "ones")}
-    if row.layer.affine:
-        tensors.update(weight=Param(channels, "scale"), bias=Param(channels, "shift"))
-    return tensors
-
-
-TENSORS = {
-    "conv": conv_tensors,
-    "conv_transpose": conv_transpose_tensors,
-    "linear": linear_tensors,
-    "batchnorm": batchnorm_tensors,
-    "subsample": subsample_tensors,
-}
 
 
 def connection_mask(table: list[list[int]], channels: int, ndim: int) -> numpy.ndarray:
@@ -109,8 +48,8 @@ def random_array(tensor: Param, rng) -> numpy.ndarray:
 
 
 class SeededParameters:
-    """``(row, x_shape) -> {name: float32 array}``: the spec's explicit weights and biases where
-    given (and ``weights_from_spec``), random ones from ``(seed, row.index)`` otherwise."""
+    """``(step, x_shape) -> {name: float32 array}``: the spec's explicit weights and biases where
+    given (and ``weights_from_spec``), random ones from ``(seed, step.index)`` otherwise."""
 
     def __init__(self, seed: int, weights_from_spec: bool = True, base_dir: Path | None = None,
                  file: str | None = None, source=None):
@@ -121,10 +60,9 @@ class SeededParameters:
         self.source = source  # the spec's SourceMap, for the line of a bad `weights:` key
 
     def __call__(self, row, x_shape: tuple[int, ...]) -> dict[str, numpy.ndarray]:
-        describe = TENSORS.get(row.kind)
-        if describe is None:
+        tensors = row.layer.tensors(row, x_shape)
+        if not tensors:
             return {}
-        tensors = describe(row, x_shape)
         explicit = self.explicit(row, tensors)
         rng = numpy.random.default_rng((self.seed, row.index + 1))
         arrays = {name: explicit[name] if name in explicit else random_array(tensor, rng)
@@ -159,7 +97,7 @@ class SeededParameters:
 
     def where(self, row, key: str) -> Location:
         """The line of the `weights:` key itself when the source map knows it, else the layer's."""
-        layer_path = getattr(row.layer, "_path", ())
+        layer_path = row.layer.path
         if self.source is not None:
             for path in self.source.lines:
                 if len(path) == len(layer_path) + 2 and path[:len(layer_path)] == layer_path and path[-1] == key:

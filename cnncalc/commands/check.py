@@ -9,11 +9,9 @@ import sys
 
 import click
 
-from ..notation import LAYOUT_KEYS, LAYOUTS
-
-EXIT_FINDINGS = 1  # as cnncalc.errors.EXIT_FINDINGS (not imported: start-up time)
-FORMATS = ("table", "json", "markdown", "csv")
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int8", "uint8")
+from ..errors import EXIT_FINDINGS
+from ..notation import LAYOUTS
+from .support import batch_option, console, dtype_option, fail, format_option, layout_option, rounding_option
 
 
 def _tolerance(ctx, param, value):
@@ -42,12 +40,11 @@ def _sheet_columns(ctx, param, value: str):
 @click.option("--answers", metavar="FILE",
               help="Answers to mark: YAML/JSON/TOML (layer: {output: .., params: ..}) or CSV (layer,output,...). "
                    "Default: the spec's `expect` entries.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
-              help="What a size that is not whole means: strict (the lecture) is an error.")
-@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
-              help="How shapes are shown and first read: chw (C x H x W), hwc (H x W x C), whd (W x H x D) "
-                   "(default: the spec's layout). Answers in another unambiguous notation are right too.")
+@format_option("table", "json", "markdown", "csv")
+@rounding_option(help="What a size that is not whole means: strict (the lecture) is an error. "
+                      "Default: the spec's `rounding`, else strict.")
+@layout_option("How shapes are shown and first read: chw (C x H x W), hwc (H x W x C), whd (W x H x D) "
+               "(default: the spec's layout). Answers in another unambiguous notation are right too.")
 @click.option("--muls-with-bias", is_flag=True,
               help="`muls` answers count the bias too (the lecture's (F*F*D1 + 1)*K*W2*H2); default: MACs.")
 @click.option("--tolerance", callback=_tolerance, metavar="PCT",
@@ -56,9 +53,8 @@ def _sheet_columns(ctx, param, value: str):
 @click.option("--k", "k", type=click.Choice(["1000", "1024"]), default="1000", show_default=True,
               help="What K means in answers (GoogLeNet's table: 1024); M, G stay 10^6, 10^9. "
                    "Ki, Mi, Gi are always powers of 1024.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-              help="Element type for `memory` answers.")
+@batch_option()
+@dtype_option(help="Element type for `memory` answers.")
 @click.option("--sheet", type=click.Choice(["blank", "solution"]),
               help="Print an answer sheet instead of marking answers.")
 @click.option("--columns", "sheet_columns", default="output,params,muls", show_default=True, metavar="KEYS",
@@ -76,7 +72,6 @@ def check(spec, answers, fmt, rounding, layout, muls_with_bias, tolerance, k, ba
     """
     from ..api import load_spec
     from ..check import Conventions, analyze_blocks
-    from ..cli import fail
     from ..errors import CnnCalcError
     from ..output import refuse_to_overwrite
 
@@ -128,8 +123,6 @@ def emit(rendered, output_file: str | None) -> None:
     elif isinstance(rendered, str):
         click.echo(rendered, nl=False)
     else:
-        from ..cli import console
-
         console().print(rendered, soft_wrap=True)
 
 

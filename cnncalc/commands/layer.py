@@ -6,7 +6,8 @@ import re
 
 import click
 
-from ..notation import LAYOUT_KEYS
+from .support import (batch_option, console, dtype_option, fail, format_option, layout_option, print_warnings,
+                      rounding_option)
 
 # Options that map straight onto a layer key; values like 3x3, 3,5, same or [[1,2],[0,1]] are read below.
 LAYER_OPTIONS = ("filters", "kernel", "stride", "padding", "dilation", "groups", "output_padding", "features",
@@ -55,22 +56,19 @@ def layer_options(func):
 @click.option("--bias/--no-bias", default=None, help="With or without biases (default: the layer's).")
 @click.option("--ceil-mode", is_flag=True, default=None, help="Pooling: round the output size up.")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any other layer key.")
-@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
-              help="How --input is read and shapes are shown: chw (C x H x W), hwc (H x W x C, Keras), whd "
-                   "(W x H x D, the lecture's). Default: C x H x W, or as --input is plainly written.")
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default="strict", show_default=True)
+@layout_option("How --input is read and shapes are shown: chw (C x H x W), hwc (H x W x C, Keras), whd "
+               "(W x H x D, the lecture's). Default: C x H x W, or as --input is plainly written.")
+@rounding_option(default="strict")
 @click.option("--explain", is_flag=True, help="Show every formula with the numbers plugged in.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
-              default="float32", show_default=True)
+@format_option("table", "json")
+@batch_option()
+@dtype_option()
 def layer(kind, input_, bias, ceil_mode, extra, layout, rounding, explain, fmt, batch, dtype, **values):
     """One layer: output shape, params, MACs, memory and receptive field.
 
     Example: cnncalc layer conv --input 32x32x3 --filters 10 --kernel 5 --stride 1 --padding 2 --explain
     """
-    from ..api import analyze
-    from ..cli import fail
+    from ..api import analyze_spec
     from ..errors import CnnCalcError
     from ..spec.build import build_spec
     from ..spec.loader import SourceMap
@@ -87,50 +85,45 @@ def layer(kind, input_, bias, ceil_mode, extra, layout, rounding, explain, fmt, 
         args[key.strip()] = read_value(value)
     spec = {"name": kind, "input": input_, "layers": [{kind: args}]}
     try:
-        report = analyze(build_spec(spec, SourceMap(file="<command line>"), layout=layout), rounding=rounding,
-                         batch=batch, dtype=dtype)
+        analysis = analyze_spec(build_spec(spec, SourceMap(file="<command line>"), layout=layout),
+                                rounding=rounding, batch=batch, dtype=dtype)
     except CnnCalcError as exc:
         fail(exc)
-    show_rows(report, fmt, explain)
+    show_rows(analysis, fmt, explain)
 
 
-def show_rows(report, fmt: str, explain: bool, only: str | None = None) -> None:
+def show_rows(analysis, fmt: str, explain: bool, only: str | None = None) -> None:
+    """The rows of an engine Analysis as a table or JSON (one row: an object), with their worked formulas."""
     from ..render.explain import explanation_lines, explanation_text
 
+    report = analysis.report
     if fmt == "json":
         rows = []
-        for row in report.layers:
+        for row, step in zip(report.layers, analysis.plan.steps):
             data = row.to_dict()
             if explain:
-                data["explain"] = explanation_lines(row, report)
+                data["explain"] = explanation_lines(row, report, step.formulas())
             rows.append(data)
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-        from ..cli import print_warnings
-
         print_warnings(report)
         return
-    from ..cli import console
     from ..render.table import print_table
 
     print_table(report, None, console())
     if explain:
-        click.echo("\n" + explanation_text(report, only), nl=False)
+        click.echo("\n" + explanation_text(analysis, only), nl=False)
 
 
 @click.command()
 @click.argument("spec")
 @click.option("--layer", "only", default=None, help="Explain only the layer with this name.")
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
-              help="Default: the spec's `rounding`, else floor.")
-@click.option("--layout", type=click.Choice(LAYOUT_KEYS), default=None,
-              help="Show shapes as chw, hwc or whd (default: the spec's layout).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
-              default="float32", show_default=True)
+@rounding_option(help="Default: the spec's `rounding`, else floor.")
+@layout_option("Show shapes as chw, hwc or whd (default: the spec's layout).")
+@batch_option()
+@dtype_option()
 def explain(spec, only, rounding, layout, batch, dtype):
     """Worked formulas for every layer of SPEC (or one with --layer NAME)."""
-    from ..api import analyze, load_spec
-    from ..cli import fail
+    from ..api import analyze_spec, load_spec
     from ..engine import PartialAnalysis
     from ..errors import CnnCalcError, Location
     from ..render.explain import explanation_text
@@ -138,20 +131,19 @@ def explain(spec, only, rounding, layout, batch, dtype):
     error = None
     try:
         loaded = load_spec(spec, layout)
-        report = analyze(loaded, rounding=rounding, batch=batch, dtype=dtype)
+        analysis = analyze_spec(loaded, rounding=rounding, batch=batch, dtype=dtype)
     except PartialAnalysis as exc:
-        report, error = exc.report, exc
+        analysis, error = exc.analysis, exc
     except CnnCalcError as exc:
         fail(exc)
+    report = analysis.report
     if only is not None and only not in {row.name for row in report.layers}:
         import difflib
 
         hint = difflib.get_close_matches(only, [row.name for row in report.layers], n=3)
         fail(CnnCalcError(f"no layer is named `{only}`" + (f"; did you mean {', '.join(hint)}?" if hint else ""),
                           Location(file=report.file)))
-    click.echo(explanation_text(report, only), nl=False)
-    from ..cli import print_warnings
-
+    click.echo(explanation_text(analysis, only), nl=False)
     print_warnings(report)
     if error:
         fail(error)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-FORMATS = ("table", "json", "markdown")
+from .support import fail, format_option
+
 HEADERS = ("name", "input", "params", "trainable", "MACs", "description")
 NUMERIC = (False, False, True, True, True, False)
 
@@ -80,14 +81,12 @@ def markdown_table(entries: list[dict]) -> str:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@format_option("table", "json", "markdown")
 def models(fmt):
     """List the model zoo: input size, params, MACs (batch 1) and description of every spec.
 
     Any name listed works wherever a SPEC is asked for: `cnncalc table vgg16`.
     """
-    from ..cli import fail
-
     entries, errors = zoo_entries()
     if fmt == "json":
         import json

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-EXIT_FINDINGS = 1  # no value works: a finding, like a failed check
+from ..errors import EXIT_FINDINGS  # no value works: a finding, like a failed check
+from .support import format_option, rounding_option
+
 UNKNOWNS = ("padding", "stride", "kernel", "dilation", "output_padding", "input")
 
 
@@ -55,10 +57,10 @@ def one_axis(ctx, param, value: str | None):
 @click.option("--padding", type=click.IntRange(min=0), help="Padding P on each side (default 0).")
 @click.option("--dilation", type=click.IntRange(min=1), help="Dilation D (default 1; not for avgpool).")
 @click.option("--output-padding", type=click.IntRange(min=0), help="conv_transpose only: output padding OP (default 0).")
-@click.option("--rounding", type=click.Choice(["strict", "floor"]), default="floor", show_default=True,
-              help="floor: as PyTorch (uneven exact fits are listed too); strict: the formula must come out "
-                   "whole (the lecture).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@rounding_option(default="floor", choices=("strict", "floor"),
+                 help="floor: as PyTorch (uneven exact fits are listed too); strict: the formula must come out "
+                      "whole (the lecture).")
+@format_option("text", "json")
 def solve(kind, find, input_size, output, same, kernel, stride, padding, dilation, output_padding, rounding, fmt):
     """Find every value of one hyper-parameter that gives the wanted output size.
 

@@ -1,5 +1,5 @@
 """`cnncalc validate` (every problem of every spec, for CI) and `cnncalc schema` (the spec
-format as JSON Schema). Only click and the standard library at module level: CI runs
+format as JSON Schema). Only click and the light shared helpers at module level: CI runs
 validate on every commit, and start-up time is most of its run time.
 """
 from __future__ import annotations
@@ -8,34 +8,21 @@ import sys
 
 import click
 
-EXIT_FINDINGS = 1  # as cnncalc.errors.EXIT_FINDINGS (not imported: start-up time)
-
-
-def _budget(ctx, param, value):
-    """'25M' -> (25000000, '25M'); the text is kept to show the limit as the user wrote it."""
-    if value is None:
-        return None
-    from ..units import parse_quantity
-
-    try:
-        return parse_quantity(value), value
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+from ..errors import EXIT_FINDINGS, CnnCalcError
+from .support import batch_option, dtype_option, fail, format_option, quantity_option, rounding_option
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one `file:line: layer: message` line per problem; json: one object.")
-@click.option("--rounding", type=click.Choice(["strict", "floor", "ceil"]), default=None,
-              help="strict: a size that is not whole is a problem; floor/ceil accept it, as PyTorch does.")
-@click.option("--max-params", callback=_budget, metavar="N", help="Most parameters allowed, e.g. 25M.")
-@click.option("--max-macs", callback=_budget, metavar="N", help="Most MACs allowed, e.g. 5G.")
-@click.option("--max-memory", callback=_budget, metavar="BYTES",
-              help="Most inference memory (params + peak live activations, bytes), e.g. 2GiB or 500MB.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size for memory.")
-@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16", "int8", "uint8"]),
-              default="float32", show_default=True, help="Element type for memory.")
+@format_option("text", "json", help="text: one `file:line: layer: message` line per problem; json: one object.")
+@rounding_option(help="strict: a size that is not whole is a problem; floor/ceil accept it, as PyTorch does. "
+                      "Default: the spec's `rounding`, else strict.")
+@quantity_option("--max-params", help="Most parameters allowed, e.g. 25M.")
+@quantity_option("--max-macs", help="Most MACs allowed, e.g. 5G.")
+@quantity_option("--max-memory", metavar="BYTES",
+                 help="Most inference memory (params + peak live activations, bytes), e.g. 2GiB or 500MB.")
+@batch_option(help="Batch size for memory.")
+@dtype_option()
 def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtype):
     """Check spec files, folders (recursively: *.yaml, *.yml, *.json, *.toml) and globs.
 
@@ -43,8 +30,6 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
     budgets (the spec's `budgets:` and the options; the stricter limit counts). Exit 0 clean,
     1 problems, 2 unusable input (a path that does not exist, a bad option).
     """
-    from ..cli import fail
-    from ..errors import CnnCalcError
     from ..validate import Options, validate_paths
 
     cli_budgets = {key: value for key, value in

@@ -8,8 +8,9 @@ from ..units import human_bytes
 from .columns import hyper_text, shape_text
 
 
-def explanation_lines(row: LayerRow, report: Report) -> list[str]:
-    lines = list(row.explain)
+def explanation_lines(row: LayerRow, report: Report, formulas: list) -> list[str]:
+    """The row's own worked formulas (``Step.formulas()``, as text), then activations, memory and field."""
+    lines = [formula.text() for formula in formulas]
     shape = row.output_shape
     batch = f"*{report.batch}" if report.batch != 1 else ""
     if len(shape) > 1:
@@ -32,12 +33,13 @@ def explanation_lines(row: LayerRow, report: Report) -> list[str]:
     return lines
 
 
-def explanation_text(report: Report, only: str | None = None) -> str:
-    blocks = []
-    for row in report.layers:
+def explanation_text(analysis, only: str | None = None) -> str:
+    """Every row's worked solution (or only the row called ``only``), from an engine ``Analysis``."""
+    report, blocks = analysis.report, []
+    for row, step in zip(report.layers, analysis.plan.steps):
         if only is not None and row.name != only:
             continue
         title = (f"{row.name} ({row.kind}{', ' + hyper_text(row) if hyper_text(row) else ''}) {row.path}: "
                  f"{shape_text(row.input_shape, report.layout)} -> {shape_text(row.output_shape, report.layout)}")
-        blocks.append("\n".join([title, *(f"  {line}" for line in explanation_lines(row, report))]))
+        blocks.append("\n".join([title, *(f"  {line}" for line in explanation_lines(row, report, step.formulas()))]))
     return "\n\n".join(blocks) + "\n"

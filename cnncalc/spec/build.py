@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ..errors import SpecError
 from ..notation import DEFAULT_LAYOUT, LAYOUT_KEYS, NotationError, implausible, read_shape
 from ..report import Finding
-from .layers import KINDS, Composite, Layer
+from ..kinds import KINDS, Composite, Layer
 from .loader import DataPath, SourceMap, format_path
 from .shorthand import canonical_kind, parse_one_line, parse_vgg
 

@@ -1,0 +1,124 @@
+"""`cnncalc table SPEC`: the per-layer table of a spec, or JSON / CSV / Markdown for machines.
+
+Only click at module level; the analysis and rich come in when the command runs. Every run
+computes its output: there is no cache of any kind.
+"""
+from __future__ import annotations
+
+import click
+
+from .support import (batch_option, console, dtype_option, fail, format_option, layout_option, optimizer_option,
+                      print_warnings, rounding_option)
+
+
+def split_columns(ctx, param, value: str | None):
+    if not value:
+        return None
+    from ..render.columns import COLUMNS
+
+    keys = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [k for k in keys if k not in COLUMNS]
+    if unknown:
+        raise click.BadParameter(f"unknown column {unknown[0]!r}; choose from {', '.join(COLUMNS)}")
+    return keys
+
+
+@click.command()
+@click.argument("spec")
+@format_option("table", "json", "csv", "markdown")
+@rounding_option(help="What a size that is not whole means: floor/ceil warn (PyTorch), strict is an error. "
+                      "Default: the spec's `rounding`, else floor.")
+@click.option("--columns", callback=split_columns, help="Comma-separated columns, e.g. name,output,params.")
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="Fold layers nested deeper than this into their composite's row (0 = one row per top-level entry).")
+@click.option("--explain", is_flag=True, help="After the table, every formula with the numbers plugged in.")
+@click.option("--output", "output_file", default=None, metavar="FILE",
+              help="Write the report to FILE (atomically; never over the spec) instead of stdout.")
+@batch_option()
+@dtype_option()
+@optimizer_option()
+@layout_option("Show shapes as chw (C x H x W), hwc (H x W x C) or whd (W x H x D); also reads the spec's shape "
+               "strings where it declares no layout (default: the spec's).")
+def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtype, optimizer, layout):
+    """Per-layer table of SPEC (a file or a zoo model name)."""
+    from ..errors import CnnCalcError
+
+    try:
+        analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file)
+        report, explained = analysis.report, analysis if explain else None
+        if depth is not None:
+            from ..report import fold_to_depth
+
+            report = fold_to_depth(report, depth)  # the explanation still covers every layer
+        if output_file:
+            from ..output import write_atomically
+
+            write_atomically(output_file, rendered_text(report, fmt, columns, error, explained))
+            print_warnings(report)
+        else:
+            emit_report(report, fmt, columns, error, explained)
+    except CnnCalcError as exc:
+        fail(exc)
+    if error:
+        fail(error)  # after the rows that were computed
+
+
+def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None):
+    """(the engine's Analysis: report and plan, None), or (the rows before the layer that failed,
+    its error); raises when no row could be computed, or when ``output_file`` is the spec itself."""
+    from ..api import analyze_spec, load_spec
+    from ..engine import PartialAnalysis
+
+    loaded = load_spec(spec, layout)
+    if output_file:
+        from ..output import refuse_to_overwrite
+
+        refuse_to_overwrite(output_file, [loaded.file])
+    try:
+        return analyze_spec(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
+    except PartialAnalysis as exc:
+        if not exc.report.layers:
+            raise
+        return exc.analysis, exc
+
+
+def rendered_text(report, fmt: str, columns, error=None, explained=None) -> str:
+    """The report as text in one of the formats (the table without colours); ``explained``: the
+    Analysis whose worked formulas follow the table."""
+    from ..render import text
+
+    if fmt == "json":
+        import json
+
+        data = report.to_dict()
+        if error:
+            data["error"] = {**error.loc.to_dict(), "message": error.message}
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "csv":
+        return text.to_csv(report, columns)
+    if fmt == "markdown":
+        return text.to_markdown(report, columns)
+    from ..render.table import render_table
+
+    body = render_table(report, columns).plain + "\n"
+    if explained:
+        from ..render.explain import explanation_text
+
+        body += "\n" + explanation_text(explained)
+    return body
+
+
+def emit_report(report, fmt: str, columns, error=None, explained=None) -> None:
+    """On stdout: the rich table (then the explanation), or the text of a machine format (then
+    notes and warnings on stderr; the table prints its own below it)."""
+    if fmt == "table":
+        from ..render.table import print_table
+
+        print_table(report, columns, console())
+        if explained:
+            from ..render.explain import explanation_text
+
+            click.echo("\n" + explanation_text(explained), nl=False)
+        return
+    click.echo(rendered_text(report, fmt, columns, error, explained), nl=False)
+    print_warnings(report)

@@ -1,0 +1,258 @@
+"""What every layer kind shares: field types, the result of inferring a layer (``Outcome``), the
+structured worked formula (``Formula``), a parameter tensor's description (``Param``), and the
+base classes. A kind is one subclass with a ``kind`` name; defining it registers it in ``KINDS``.
+
+A leaf kind owns everything about itself: its hyper-parameters (pydantic fields), its shape rule,
+counts and receptive-field step (``infer``), its worked formulas (``Outcome.explain``), the
+parameter tensors it needs (``tensors``) and its forward computation (``forward``) written against
+the op interface (``cnncalc.backends.ops`` for NumPy/CuPy arrays, ``torch_ops`` for torch).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
+
+from annotated_types import Ge, Gt, Len, Lt
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
+
+from ..errors import ShapeError
+from ..formulas import Window
+
+KINDS: dict[str, type["Layer"]] = {}  # kind name -> class, filled as kinds are defined
+
+# ----------------------------------------------------------------------------- field types
+PosInt = Annotated[int, Strict(), Gt(0)]
+NonNegInt = Annotated[int, Strict(), Ge(0)]
+PosNumber = Annotated[Union[Annotated[int, Strict()], Annotated[float, Strict()]], Gt(0)]
+Axes = Union[PosInt, Annotated[list[PosInt], Len(1, 3)]]
+NonNegAxes = Union[NonNegInt, Annotated[list[NonNegInt], Len(1, 3)]]
+PadPair = Annotated[list[NonNegInt], Len(2, 2)]
+Padding = Union[NonNegInt, Literal["same", "valid"], Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
+PoolPadding = Union[NonNegInt, Annotated[list[Union[NonNegInt, PadPair]], Len(1, 3)]]
+Scale = Union[PosNumber, Annotated[list[PosNumber], Len(1, 3)]]
+KeepAxes = Union[PosInt, Annotated[list[Union[PosInt, None]], Len(1, 3)]]  # null: keep that axis' size
+
+AXES_HELP = "a positive whole number, or a list with one per spatial axis"
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class RFStep:
+    """How one spatial axis of the receptive field moves through a layer.
+
+    size_out = size_in + (extent - 1) * jump_in;  jump_out = jump_in * stride;
+    start_out = start_in + offset * jump_in   (offset: centre of output 0 in input units).
+    """
+
+    extent: int
+    stride: int | Fraction
+    offset: int | Fraction
+
+
+GLOBAL = "global"  # the layer sees its whole input (linear, global pooling)
+
+
+@dataclass
+class Outcome:
+    """What one leaf layer does to the shape that reaches it (per sample, exact ints)."""
+
+    shape: tuple[int, ...]
+    weights: int = 0
+    biases: int = 0
+    buffers: int = 0  # non-trainable state, e.g. batch-norm running mean/var
+    macs: int = 0  # weight multiply-accumulates, bias excluded
+    bias_muls: int = 0  # what the lecture's "+1" adds to MULs
+    connections: int | None = None  # LeCun's count of input-to-output links incl. bias; None = macs + bias_muls
+    rf: tuple[RFStep, ...] | str | None = None  # None: element-wise, unchanged
+    hyper: dict[str, Any] = field(default_factory=dict)  # normalised kernel/stride/padding: display and forward
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One worked formula as data: `name = symbols = arithmetic = value`, e.g. name "params",
+    symbols "(F*F*D1 + 1)*K", arithmetic "(5*5*3 + 1)*10", value "760". ``quantity`` says what
+    it computes (a key `cnncalc check` knows: params, macs, muls_with_bias, connections, output),
+    so nothing reads the text back. Empty symbols or arithmetic are left out of the text."""
+
+    name: str
+    symbols: str
+    arithmetic: str
+    value: str
+    quantity: str = "output"
+
+    def text(self) -> str:
+        return " = ".join(part for part in (self.name, self.symbols, self.arithmetic, self.value) if part)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter tensor a layer needs, in PyTorch's layout: its shape, how to fill it
+    randomly ("he", "bias", "zeros", "ones", "scale", "shift"), its fan-in and its layout in words."""
+
+    shape: tuple[int, ...]
+    fill: str
+    fan_in: float = 1.0
+    layout: str = ""
+
+
+class Context(Protocol):
+    """What a layer may ask of the engine while inferring."""
+
+    def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
+        """Output sizes of sliding windows under the rounding policy (may raise or warn)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def per_axis(value, rank: int, key: str) -> tuple:
+    """An int for all axes, or a list with exactly one value per spatial axis."""
+    if isinstance(value, list):
+        if len(value) != rank:
+            raise ShapeError(f"`{key}` has {len(value)} values but the input has {rank} spatial axes")
+        return tuple(value)
+    return (value,) * rank
+
+
+def spatial_rank(shape: tuple[int, ...], kind: str, minimum: int = 1) -> int:
+    rank = len(shape) - 1
+    if rank < minimum:
+        raise ShapeError(
+            f"{kind} needs an input with spatial axes [C, *spatial], got {list(shape)}; "
+            "it cannot follow flatten or linear"
+        )
+    return rank
+
+
+def pad_pairs(padding, rank: int) -> tuple[tuple[int, int], ...]:
+    """int | per-axis list of int or [before, after] -> ((before, after), ...)."""
+    if padding == "valid":
+        return ((0, 0),) * rank
+    return tuple((p, p) if isinstance(p, int) else (p[0], p[1]) for p in per_axis(padding, rank, "padding"))
+
+
+def axes_text(values) -> str:
+    values = tuple(values)
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def dims(values) -> str:
+    return "x".join(map(str, values))
+
+
+def largest_row_l1(weight, groups: int = 1) -> float:
+    """The largest L1 norm of a weight row (a conv filter, a linear output): its max-norm gain."""
+    import numpy
+
+    rows = numpy.abs(weight).reshape(weight.shape[0], -1).sum(axis=1)
+    return float(rows.max()) if rows.size else 0.0
+
+
+def averaged_length(step) -> int:
+    """Input values one output of an average pool combines: its window, or the input spread over the output."""
+    window = math.prod(step.hyper["kernel"]) if "kernel" in step.hyper else 1
+    spread = math.ceil(math.prod(step.input_shape[1:]) / max(1, math.prod(step.output_shape[1:])))
+    return max(1, window, spread)
+
+
+def check_positive(shape: tuple[int, ...], what: str) -> None:
+    if any(size <= 0 for size in shape[1:]):
+        raise ShapeError(f"output size reaches zero or less ({dims(shape[1:])}): {what}")
+
+
+# ----------------------------------------------------------------------------- base classes
+class Layer(BaseModel):
+    """Fields every layer takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+
+    name: str | None = Field(None, description="the layer's name; default: kind + running number")
+    from_: str | None = Field(None, alias="from", description="take the input from this named output")
+    expect: dict[str, Any] | None = Field(None, description="expected values to check (output, params, ...)")
+
+    kind: ClassVar[str]
+    family: ClassVar[str] = ""  # prefix of default names (conv1, pool2, fc3); "" = the kind
+    primary: ClassVar[str | None] = None  # the key a scalar shorthand sets (`linear: 10`)
+
+    _path: tuple = PrivateAttr(default=())
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        if "kind" in vars(cls):  # a concrete kind: defining it registers it
+            KINDS[cls.kind] = cls
+
+    @property
+    def is_composite(self) -> bool:
+        return False
+
+    def row_count(self) -> int:
+        """Rows this entry adds to a report, repeats expanded (for limits, without walking)."""
+        return 1
+
+    def children(self) -> list["Layer"]:
+        """The layers written inside this one (composites only)."""
+        return []
+
+    @property
+    def path(self) -> tuple:
+        """Where the layer is in the spec's data, e.g. ("layers", 3, "branches", 1, 0)."""
+        return self.__pydantic_private__["_path"]  # direct: pydantic's __getattr__ is slow in hot loops
+
+    # What a row needs beyond its counts; a row of a composite is its merge (add or concat).
+    def explain(self, step) -> list["Formula"]:
+        """The worked formulas of the row ``step`` (a plan step: its input and output shapes and
+        normalised ``hyper``), made only when asked: most runs show none."""
+        return []
+
+    def tensors(self, step, x_shape: tuple[int, ...]) -> dict[str, Param]:
+        """The parameter tensors the forward pass needs, from the *actual* input shape ``[N, C, ...]``
+        (never from the engine's formulas, which the forward pass checks)."""
+        return {}
+
+    # How the layer treats float32 differences, for `run --cross-check` (cnncalc/backends/forward.py).
+    saturating: ClassVar[bool] = False  # a bounded output: its own rounding is relative to the output alone
+    sums_inputs: ClassVar[bool] = False  # the differences of its inputs add up (add)
+
+    def float_gain(self, step, arrays: dict) -> float:
+        """The most a difference d in the inputs can change an output (max norm), per unit d."""
+        return 1.0
+
+    def reduction_length(self, step) -> int:
+        """How many input values one output value combines (its own rounding grows with it)."""
+        return 1
+
+    def rounding_factor(self, step, n: int) -> float:
+        """How many eps of the magnitude one output's rounding is worth: sqrt(n), a random walk."""
+        return math.sqrt(n)
+
+    def forward(self, ops, xs: list, params: dict, step):  # pragma: no cover - abstract
+        """The output array from the input arrays ``xs`` (``[N, C, *spatial]``), computed with the op
+        interface ``ops``; ``params`` from ``tensors``; ``step.hyper`` holds the normalised sizes."""
+        raise NotImplementedError(f"{self.kind} has no forward computation")
+
+
+class Leaf(Layer):
+    """A layer that computes: one row of a report, one step of a forward pass."""
+
+    def infer(self, shape: tuple[int, ...], ctx: Context) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Elementwise(Leaf):
+    """Same shape out as in, no parameters (activations, dropout)."""
+
+    def infer(self, shape, ctx):
+        return Outcome(shape=shape)
+
+
+class Composite(Layer):
+    """Structure only: ``walk`` steps the engine through the layers written inside."""
+
+    @property
+    def is_composite(self) -> bool:
+        return True
+
+    def walk(self, engine, x, scope, name: str):  # pragma: no cover - abstract
+        raise NotImplementedError
+

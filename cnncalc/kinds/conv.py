@@ -1,0 +1,191 @@
+"""Convolutions: `conv` (any rank, groups, dilation, `same` padding, LeNet-5's connection table)
+and `conv_transpose`."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Annotated, ClassVar
+
+from annotated_types import Len
+from pydantic import Field
+
+from ..errors import ShapeError
+from ..explain import conv_lines, size_lines, table_lines, transposed_lines, transposed_size_lines
+from ..formulas import Window, article, half, prod, same_padding, transposed_size
+from .base import (AXES_HELP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Padding, Param, PoolPadding, PosInt,
+                   RFStep, axes_text, check_positive, dims, largest_row_l1, pad_pairs, per_axis, spatial_rank)
+
+
+class ConvBase(Leaf):
+    filters: PosInt = Field(description="number of filters K (output channels)")
+    kernel: Axes = Field(description="kernel size F: " + AXES_HELP)
+    stride: Axes = Field(1, description="stride S: " + AXES_HELP)
+    dilation: Axes = Field(1, description="dilation D: " + AXES_HELP)
+    groups: PosInt = Field(1, description="groups G: input and output channels are split into G groups")
+    bias: bool = Field(True, description="whether the layer has a bias per filter")
+    weights: list | str | None = Field(None, description="explicit weights for `cnncalc run`: nested lists in "
+                                       "PyTorch's layout, or a path to a .npy / .json file")
+    biases: list | str | None = Field(None, description="explicit biases for `cnncalc run` (list or file path)")
+    primary: ClassVar[str] = "filters"
+
+    def forward(self, ops, xs, params, step):
+        h = step.hyper
+        return ops.conv(xs[0], params["weight"], params.get("bias"), h["stride"], h["padding"], h["dilation"],
+                        h["groups"])
+
+    def float_gain(self, step, arrays):
+        return largest_row_l1(arrays["weight"]) if "weight" in arrays else 1.0
+
+    def reduction_length(self, step):  # MACs per output
+        per_filter = self._table_inputs(step.input_shape[0]) / self.filters
+        return max(1, math.ceil(per_filter * prod(step.hyper["kernel"])))
+
+    def _channels(self, c_in: int) -> None:
+        if c_in % self.groups:
+            raise ShapeError(f"{c_in} input channels cannot be split into {self.groups} groups")
+        if self.filters % self.groups:
+            raise ShapeError(f"{self.filters} filters cannot be split into {self.groups} groups")
+
+
+class Conv(ConvBase):
+    kind: ClassVar[str] = "conv"
+    family: ClassVar[str] = "conv"
+    padding: Padding = Field(0, description="zero padding P: int, per-axis list, [before, after] pairs, same or valid")
+    connection_table: Annotated[list[Annotated[list[NonNegInt], Len(1, None)]], Len(1, None)] | None = Field(
+        None, description="per filter, the input channels it sees (LeNet-5's C3); default: all of them")
+
+    def _table_inputs(self, c_in: int) -> int:
+        """Input channels summed over filters: C_in/G each, or what the connection table says."""
+        if self.connection_table is None:
+            return (c_in // self.groups) * self.filters
+        if self.groups != 1:
+            raise ShapeError("a connection_table already chooses each filter's inputs; leave groups at 1")
+        if len(self.connection_table) != self.filters:
+            raise ShapeError(f"connection_table has {len(self.connection_table)} rows for {self.filters} filters")
+        for row in self.connection_table:
+            if max(row) >= c_in or len(set(row)) != len(row):
+                raise ShapeError(f"connection_table row {row} must name distinct input channels 0..{c_in - 1}")
+        return sum(len(row) for row in self.connection_table)
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "conv")
+        c_in, sizes = shape[0], shape[1:]
+        self._channels(c_in)
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride, rank, "stride")
+        dilation = per_axis(self.dilation, rank, "dilation")
+        if self.padding == "same":
+            pads = tuple(same_padding(*args) for args in zip(sizes, kernel, stride, dilation))
+        else:
+            pads = pad_pairs(self.padding, rank)
+        windows = [Window(*args) for args in zip(sizes, kernel, stride, pads, dilation)]
+        for w in windows:
+            if w.extent > w.size + sum(w.pad):
+                raise ShapeError(
+                    f"the {dims(kernel)} filter (extent {w.extent}) is larger than the "
+                    f"{dims(sizes)} input with padding {w.pad[0]}+{w.pad[1]}; the output would be empty"
+                )
+        out_sizes = ctx.resolve(windows, "filter")
+        out = (self.filters, *out_sizes)
+        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} filter at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
+        weights = prod(kernel) * self._table_inputs(c_in)  # F*F*D1 (/G) per filter, K filters
+        positions = prod(out_sizes)
+        return Outcome(
+            shape=out,
+            weights=weights,
+            biases=self.filters if self.bias else 0,
+            macs=weights * positions,
+            bias_muls=self.filters * positions if self.bias else 0,
+            rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
+            hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation, "groups": self.groups},
+        )
+
+    def explain(self, step):
+        h, c_in, out_sizes = step.hyper, step.input_shape[0], step.output_shape[1:]
+        windows = [Window(*a) for a in zip(step.input_shape[1:], h["kernel"], h["stride"], h["padding"], h["dilation"])]
+        if self.connection_table is None:
+            counts = conv_lines(h["kernel"], c_in // self.groups, self.groups, self.filters, self.bias, out_sizes)
+        else:
+            counts = table_lines(h["kernel"], [len(r) for r in self.connection_table], self.bias, prod(out_sizes))
+        return size_lines(windows, out_sizes) + counts
+
+    def tensors(self, step, x_shape):
+        channels, groups, kernel = x_shape[1], step.hyper["groups"], tuple(step.hyper["kernel"])
+        fan_in = channels // groups * math.prod(kernel)
+        tensors = {"weight": Param((self.filters, channels // groups, *kernel), "he", fan_in, "[K, C/groups, *kernel]")}
+        if self.bias:
+            tensors["bias"] = Param((self.filters,), "bias", fan_in, "[K]")
+        return tensors
+
+
+class ConvTranspose(ConvBase):
+    kind: ClassVar[str] = "conv_transpose"
+    family: ClassVar[str] = "convtranspose"
+    padding: PoolPadding = Field(0, description="padding P removed from the output: int, per-axis list or [before, after] pairs")
+    output_padding: NonNegAxes = Field(0, description="extra size added on one side of the output: " + AXES_HELP)
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "conv_transpose")
+        c_in, sizes = shape[0], shape[1:]
+        self._channels(c_in)
+        kernel = per_axis(self.kernel, rank, "kernel")
+        stride = per_axis(self.stride, rank, "stride")
+        dilation = per_axis(self.dilation, rank, "dilation")
+        pads = pad_pairs(self.padding, rank)
+        out_pad = per_axis(self.output_padding, rank, "output_padding")
+        for op, s, d in zip(out_pad, stride, dilation):
+            if op >= s and op >= d:
+                raise ShapeError(f"output_padding {op} must be smaller than the stride ({s}) or the dilation ({d})")
+        args = list(zip(sizes, kernel, stride, pads, dilation, out_pad))
+        out_sizes = tuple(transposed_size(*a) for a in args)
+        out = (self.filters, *out_sizes)
+        check_positive(out, "the padding removes more than the transposed convolution produces")
+        per_input = prod(kernel) * (self.filters // self.groups)  # each input value feeds F*F*K/G outputs
+        extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        return Outcome(
+            shape=out,
+            weights=prod(kernel) * c_in * (self.filters // self.groups),
+            biases=self.filters if self.bias else 0,
+            macs=per_input * prod(shape),
+            bias_muls=prod(out) if self.bias else 0,
+            rf=tuple(
+                RFStep(-(-e // s), Fraction(1, s), (p[0] - Fraction(e - 1, 2)) / s)
+                for e, s, p in zip(extents, stride, pads)
+            ),
+            hyper={"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation,
+                   "groups": self.groups, "output_padding": out_pad},
+        )
+
+    def explain(self, step):
+        h, shape = step.hyper, step.input_shape
+        args = list(zip(shape[1:], h["kernel"], h["stride"], h["padding"], h["dilation"], h["output_padding"]))
+        return (transposed_size_lines(args, step.output_shape[1:])
+                + transposed_lines(h["kernel"], shape[0], self.groups, self.filters, self.bias, prod(shape)))
+
+    def tensors(self, step, x_shape):
+        channels, groups, kernel = x_shape[1], step.hyper["groups"], tuple(step.hyper["kernel"])
+        # each output sums about C/G * prod(kernel / stride) products
+        fan_in = max(1.0, channels // groups * math.prod(kernel) / math.prod(step.hyper["stride"]))
+        tensors = {"weight": Param((channels, self.filters // groups, *kernel), "he", fan_in,
+                                   "[C_in, K/groups, *kernel]")}
+        if self.bias:
+            tensors["bias"] = Param((self.filters,), "bias", fan_in, "[K]")
+        return tensors
+
+    def float_gain(self, step, arrays):
+        import numpy
+
+        weight = arrays.get("weight")  # [C_in, K/groups, *kernel]: all the weights that can reach one output
+        if weight is None:
+            return 1.0
+        groups = self.groups
+        per_output = numpy.abs(weight).reshape(groups, weight.shape[0] // groups, weight.shape[1], -1).sum(axis=(1, 3))
+        return float(per_output.max()) if per_output.size else 0.0
+
+    def reduction_length(self, step):  # MACs per output is an average; the densest outputs see more
+        return max(1, step.input_shape[0] // self.groups * prod(step.hyper["kernel"]))
+
+    def forward(self, ops, xs, params, step):
+        h = step.hyper
+        return ops.conv_transpose(xs[0], params["weight"], params.get("bias"), h["stride"], h["padding"],
+                                  h["dilation"], h["groups"], h["output_padding"])

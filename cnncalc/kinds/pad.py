@@ -1,0 +1,45 @@
+"""`pad`: explicit padding of the spatial axes (torch.nn.ZeroPad2d, ReflectionPad2d,
+ReplicationPad2d, CircularPad2d and their 1-D and 3-D forms, F.pad)."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from ..errors import ShapeError
+from ..explain import axis_lines
+from .base import Leaf, Outcome, PoolPadding, RFStep, pad_pairs, spatial_rank
+
+
+class Pad(Leaf):
+    kind: ClassVar[str] = "pad"
+    family: ClassVar[str] = "pad"
+    primary: ClassVar[str] = "padding"
+    padding: PoolPadding = Field(description="positions added per axis: int, per-axis list, or [before, after] pairs")
+    mode: Literal["zero", "reflect", "replicate", "circular"] = Field(
+        "zero", description="zero (constant 0), reflect (mirror without the edge), replicate (repeat the edge), "
+                            "circular (wrap around)")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "pad")
+        pairs = pad_pairs(self.padding, rank)
+        for size, (before, after) in zip(shape[1:], pairs):
+            if self.mode == "reflect" and max(before, after) >= size:
+                raise ShapeError(f"reflect padding {max(before, after)} needs an input larger than that, and this "
+                                 f"axis has {size} (PyTorch's rule: the padding is less than the size)")
+            if self.mode == "circular" and max(before, after) > size:
+                raise ShapeError(f"circular padding {max(before, after)} wraps more than the axis ({size}) holds")
+        out = (shape[0], *(size + before + after for size, (before, after) in zip(shape[1:], pairs)))
+        return Outcome(
+            shape=out,
+            rf=tuple(RFStep(1, 1, -before) for before, _ in pairs),  # output 0 sits `before` left of input 0
+            hyper={"padding": pairs},
+        )
+
+    def explain(self, step):
+        return axis_lines([("{a}1 + P_before + P_after", f"{size} + {before} + {after}", str(out))
+                           for size, (before, after), out in
+                           zip(step.input_shape[1:], step.hyper["padding"], step.output_shape[1:])])
+
+    def forward(self, ops, xs, params, step):
+        return ops.pad(xs[0], step.hyper["padding"], self.mode)

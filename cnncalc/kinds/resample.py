@@ -1,0 +1,97 @@
+"""Resampling: upsampling (nearest, linear, cubic) and unpooling (nearest or bed of nails)."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from ..errors import ShapeError
+from ..explain import unpool_lines, upsample_lines
+from .base import AXES_HELP, Axes, Leaf, Outcome, RFStep, Scale, check_positive, per_axis, spatial_rank
+
+
+def _all_axes(value, rank: int):
+    """A field for all axes or per axis -> a tuple (None stays None); the input array decides the rank."""
+    if value is None:
+        return None
+    return tuple(value) if isinstance(value, list) else (value,) * rank
+
+
+class Upsample(Leaf):
+    kind: ClassVar[str] = "upsample"
+    family: ClassVar[str] = "upsample"
+    primary: ClassVar[str] = "scale_factor"
+    scale_factor: Scale | None = Field(None, description="multiplier per axis (output = floor(input * scale))")
+    size: Axes | None = Field(None, description="output size per axis (instead of scale_factor)")
+    mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = Field("nearest", description="interpolation")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "upsample")
+        if (self.scale_factor is None) == (self.size is None):
+            raise ShapeError("upsample needs exactly one of `scale_factor` and `size`")
+        out_sizes, scales = self._sizes(shape)
+        out = (shape[0], *out_sizes)
+        check_positive(out, "the scale factor shrinks the input to nothing")
+        extent = 1 if self.mode == "nearest" else 2
+        return Outcome(shape=out, rf=tuple(RFStep(extent, 1 / s, (1 / s - 1) / 2) for s in scales),
+                       hyper={"scale": tuple(float(s) for s in scales)})
+
+    def _sizes(self, shape) -> tuple[tuple[int, ...], list[Fraction]]:
+        """Output sizes and exact scales: `size` as given, or floor(input * scale_factor) as PyTorch."""
+        rank = len(shape) - 1
+        if self.size is not None:
+            out_sizes = per_axis(self.size, rank, "size")
+            return out_sizes, [Fraction(o, i) for o, i in zip(out_sizes, shape[1:])]
+        scales = [Fraction(s).limit_denominator(10**6) for s in per_axis(self.scale_factor, rank, "scale_factor")]
+        return tuple(math.floor(i * s) for i, s in zip(shape[1:], scales)), scales
+
+    def explain(self, step):
+        out_sizes, scales = self._sizes(step.input_shape)
+        return upsample_lines(step.input_shape[1:], scales, out_sizes, self.size is not None)
+
+    def float_gain(self, step, arrays):
+        rank = len(step.output_shape) - 1
+        return 1.375 ** rank if self.mode == "bicubic" else 1.0  # PyTorch's cubic weights: sum |w| <= 1.375
+
+    def reduction_length(self, step):
+        rank = len(step.output_shape) - 1
+        return {"nearest": 1, "bicubic": 4 ** rank}.get(self.mode, 2 ** rank)
+
+    def rounding_factor(self, step, n):
+        """Interpolation computes its sample positions to eps of the position (eps x size pixels)
+        and weighs neighbours up to twice the magnitude apart: add the largest input size."""
+        if self.mode == "nearest":
+            return math.sqrt(n)
+        return math.sqrt(n) + 2 * max(step.input_shape[1:], default=1)
+
+    def forward(self, ops, xs, params, step):
+        rank = xs[0].ndim - 2
+        return ops.upsample(xs[0], size=_all_axes(self.size, rank), scale_factor=_all_axes(self.scale_factor, rank),
+                            mode=self.mode)
+
+
+class Unpool(Leaf):
+    """Nearest-neighbour or bed-of-nails unpooling: each value becomes a factor-sized block."""
+
+    kind: ClassVar[str] = "unpool"
+    family: ClassVar[str] = "unpool"
+    primary: ClassVar[str] = "factor"
+    factor: Axes = Field(2, description="block size per axis: " + AXES_HELP)
+    mode: Literal["nearest", "bed_of_nails"] = Field("nearest", description="fill the block, or only its corner")
+
+    def infer(self, shape, ctx):
+        rank = spatial_rank(shape, "unpool")
+        factors = per_axis(self.factor, rank, "factor")
+        return Outcome(
+            shape=(shape[0], *(i * f for i, f in zip(shape[1:], factors))),
+            rf=tuple(RFStep(1, Fraction(1, f), Fraction(1 - f, 2 * f)) for f in factors),
+            hyper={"kernel": factors, "stride": factors},
+        )
+
+    def explain(self, step):
+        return unpool_lines(step.input_shape[1:], step.hyper["kernel"])
+
+    def forward(self, ops, xs, params, step):
+        return ops.unpool(xs[0], _all_axes(self.factor, xs[0].ndim - 2), self.mode)
