@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CnnCalcError, Location, ShapeError, SpecError
@@ -130,13 +130,10 @@ def validate_file(path: Path, options: Options) -> list[Problem]:
         return [Problem("parse", exc.loc, exc.message)]
     rounding = options.rounding or spec.rounding or "strict"
     strict = rounding == "strict"
-    if strict:
-        # Go on with the default floor, which warns each size that is not whole (a chosen floor would
-        # only note them): every misfit is found, not only the first.
-        analysis = analyze_blocks(replace(spec, rounding=None), None, options.batch, options.dtype)
-    else:
-        analysis = analyze_blocks(spec, rounding, options.batch, options.dtype)
-    problems = [Problem("fit", w.loc, w.message) for w in analysis.report.warnings] if strict else []
+    # Strict: go on with floor, so every misfit is found, not only the first; `report.rounded`
+    # lists each size floor rounded, whether it was warned or noted.
+    analysis = analyze_blocks(spec, "floor" if strict else rounding, options.batch, options.dtype)
+    problems = [Problem("fit", r.loc, r.message) for r in analysis.report.rounded] if strict else []
     if analysis.error:
         problems.append(Problem(_error_kind(analysis.error), analysis.error.loc, analysis.error.message))
     problems += expectation_problems(spec, analysis)
