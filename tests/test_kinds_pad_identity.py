@@ -3,6 +3,9 @@ against PyTorch's modules in 1-D, 2-D and 3-D, and the NumPy and torch forward p
 torch.nn.functional."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -112,3 +115,22 @@ def test_the_new_kinds_are_one_module_each():
 
     assert KINDS["pad"].__module__ == "cnncalc.kinds.pad"
     assert KINDS["identity"].__module__ == "cnncalc.kinds.identity"
+
+
+def test_the_kind_index_read_from_the_source_matches_the_registry():
+    """KINDS finds a kind's module from its `kind: ClassVar[str] = "..."` line; every kind is found."""
+    from cnncalc.kinds import KINDS
+
+    defined = {name: cls.__module__.rsplit(".", 1)[1] for name, cls in KINDS.items()}
+    assert KINDS.index() == defined
+    assert "pad" in KINDS and KINDS.get("no_such_kind") is None
+
+
+def test_a_spec_imports_only_the_kind_modules_it_names():
+    code = ("import sys\nfrom cnncalc.api import analyze\n"
+            "analyze({'input': [3, 8, 8], 'layers': ['conv 4 k3', 'relu']})\n"
+            "print(sorted(m for m in sys.modules if m.startswith('cnncalc.kinds.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(eval(out))
+    assert {"cnncalc.kinds.conv", "cnncalc.kinds.activations"} <= loaded
+    assert not loaded & {"cnncalc.kinds.pool", "cnncalc.kinds.resample", "cnncalc.kinds.composites"}

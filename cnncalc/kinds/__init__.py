@@ -1,18 +1,12 @@
-"""Every layer kind, one module per family; importing this package registers them all in ``KINDS``.
+"""Every layer kind, one module per family, registered in ``KINDS`` as it is defined.
 
-A new kind is a new module here (its class, with ``infer``, ``tensors`` and ``forward``), its
-tests and its README row: the modules are found by listing this package, nothing else changes.
+A new kind is a new class in a module here (with ``infer``, ``tensors`` and ``forward``, and its
+`kind: ClassVar[str] = "name"` line), its tests and its README row: ``KINDS`` finds the modules
+by listing this package and imports one when a spec first names one of its kinds.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from .base import GLOBAL, KINDS, Composite, Elementwise, Formula, Layer, Leaf, Outcome, Param, RFStep
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 from .merge import Merge, add_shapes, concat_shapes  # noqa: E402  (the engine merges with these)
 

@@ -9,9 +9,13 @@ the op interface (``cnncalc.backends.ops`` for NumPy/CuPy arrays, ``torch_ops`` 
 """
 from __future__ import annotations
 
+import importlib
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
 
 from annotated_types import Ge, Gt, Len, Lt
@@ -20,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 from ..errors import ShapeError
 from ..formulas import Window
 
-KINDS: dict[str, type["Layer"]] = {}  # kind name -> class, filled as kinds are defined
 
 # ----------------------------------------------------------------------------- field types
 PosInt = Annotated[int, Strict(), Gt(0)]
@@ -180,7 +183,7 @@ class Layer(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs):
         super().__pydantic_init_subclass__(**kwargs)
         if "kind" in vars(cls):  # a concrete kind: defining it registers it
-            KINDS[cls.kind] = cls
+            KINDS.register(cls)
 
     @property
     def is_composite(self) -> bool:
@@ -256,3 +259,60 @@ class Composite(Layer):
     def walk(self, engine, x, scope, name: str):  # pragma: no cover - abstract
         raise NotImplementedError
 
+
+class KindRegistry(Mapping):
+    """Kind name -> class. Defining a kind registers it; looking one up imports only the module
+    that defines it, found by reading the modules' `kind: ClassVar[str] = "..."` lines. Building
+    every pydantic model up front would spend start-up time on kinds a spec never uses. Listing
+    the registry (iterating, len) imports every module. A test keeps the index equal to the
+    registry."""
+
+    DECLARATION = re.compile(r'^\s+kind: ClassVar\[str\] = "(\w+)"', re.MULTILINE)
+
+    def __init__(self, package: Path):
+        self.package = package
+        self.defined: dict[str, type[Layer]] = {}
+        self._index: dict[str, str] | None = None
+        self._complete = False
+
+    def register(self, cls: type["Layer"]) -> None:
+        self.defined[cls.kind] = cls
+
+    def modules(self) -> list[Path]:
+        return [path for path in sorted(self.package.glob("*.py")) if not path.stem.startswith("_")]
+
+    def index(self) -> dict[str, str]:
+        """kind name -> module name, from the source text (no imports)."""
+        if self._index is None:
+            self._index = {}
+            for path in self.modules():
+                for kind in self.DECLARATION.findall(path.read_text(encoding="utf-8")):
+                    self._index[kind] = path.stem
+        return self._index
+
+    def __getitem__(self, name: str) -> type["Layer"]:
+        cls = self.defined.get(name)
+        if cls is None:
+            module = self.index().get(name)
+            if module is None:
+                raise KeyError(name)
+            importlib.import_module(f"{__package__}.{module}")
+            cls = self.defined[name]
+        return cls
+
+    def load_all(self) -> None:
+        if not self._complete:
+            for path in self.modules():
+                importlib.import_module(f"{__package__}.{path.stem}")
+            self._complete = True
+
+    def __iter__(self):
+        self.load_all()
+        return iter(self.defined)
+
+    def __len__(self) -> int:
+        self.load_all()
+        return len(self.defined)
+
+
+KINDS = KindRegistry(Path(__file__).parent)
