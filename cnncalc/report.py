@@ -20,7 +20,8 @@ def plain_number(value: Fraction | int) -> int | float:
     """Whole fractions become ints; others floats rounded for humans and JSON."""
     if type(value) is int:
         return value
-    value = Fraction(value)
+    if type(value) is not Fraction:
+        value = Fraction(value)
     return int(value) if value.denominator == 1 else round(float(value), 4)
 
 

@@ -165,12 +165,12 @@ def _summary(results, conventions) -> str:
 
 def render_results(spec, results, conventions, fmt: str):
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
         right = sum(r.correct for r in results)
         data = {"spec": spec.file, "name": spec.name, "conventions": conventions.to_dict(),
                 "results": [r.to_dict() for r in results], "right": right, "wrong": len(results) - right}
-        return json.dumps(data, indent=2) + "\n"
+        return json_text(data)
     if fmt == "csv":
         return _csv(["layer", "quantity", "answer", "expected", "correct", "formula"],
                     [[r.answer.layer, r.quantity or "", _written(r), r.expected_text, str(r.correct).lower(),
@@ -202,9 +202,9 @@ def render_sheet(analysis, conventions, solution: bool, columns, depth, fmt: str
 
     sheet = make_sheet(analysis, conventions, solution, columns, depth)
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
-        return json.dumps(sheet.to_dict(), indent=2) + "\n"
+        return json_text(sheet.to_dict())
     if fmt == "csv":  # fill it in and pass it back with --answers
         cells = [[name, *(_csv_value(values.get(key), texts[key]) for key in columns)]
                  for name, values, texts in sheet.rows]

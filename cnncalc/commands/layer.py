@@ -6,6 +6,7 @@ import re
 
 import click
 
+from ..render.json_layout import json_text
 from .support import (batch_option, console, dtype_option, fail, format_option, layout_option, print_warnings,
                       rounding_option)
 
@@ -104,7 +105,7 @@ def show_rows(analysis, fmt: str, explain: bool, only: str | None = None) -> Non
             if explain:
                 data["explain"] = explanation_lines(row, report, step.formulas())
             rows.append(data)
-        click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        click.echo(json_text(rows[0] if len(rows) == 1 else rows), nl=False)
         print_warnings(report)
         return
     from ..render.table import print_table

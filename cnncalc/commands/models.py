@@ -89,9 +89,9 @@ def models(fmt):
     """
     entries, errors = zoo_entries()
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
-        click.echo(json.dumps(entries, indent=2))
+        click.echo(json_text(entries), nl=False)
     elif fmt == "markdown":
         click.echo(markdown_table(entries), nl=False)
     else:

@@ -69,9 +69,9 @@ def run_command(spec, backend, device, seed, max_memory, layer_name, all_layers,
     summary = run_summary(report, engine, seed, loaded.input_values is not None, results, shown, other,
                           differences, tolerance)
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json_text(summary), nl=False)
     else:
         click.echo(run_text(summary, results, shown, report.layout), nl=False)
     print_warnings(report)

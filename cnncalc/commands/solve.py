@@ -1,12 +1,12 @@
 """`cnncalc solve`: find every value of one missing hyper-parameter (the arithmetic is in cnncalc.solve)."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from ..errors import EXIT_FINDINGS  # no value works: a finding, like a failed check
+from ..render.json_layout import json_text
 from .support import format_option, rounding_option
 
 UNKNOWNS = ("padding", "stride", "kernel", "dilation", "output_padding", "input")
@@ -82,7 +82,7 @@ def solve(kind, find, input_size, output, same, kernel, stride, padding, dilatio
     except SolveError as exc:
         raise Malformed(exc.message) from None
     if fmt == "json":
-        click.echo(json.dumps(answer.to_dict(), indent=2))
+        click.echo(json_text(answer.to_dict()), nl=False)
     else:
         print_answer(answer)
     if not answer.found:

@@ -41,26 +41,29 @@ def split_columns(ctx, param, value: str | None):
                "strings where it declares no layout (default: the spec's).")
 def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtype, optimizer, layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
+    from ..engine import paused_gc
     from ..errors import CnnCalcError
 
-    try:
-        analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file)
-        report, explained = analysis.report, analysis if explain else None
-        if depth is not None:
-            from ..report import fold_to_depth
+    # A large report is many small containers; the cyclic collector would rescan them all, again and again.
+    with paused_gc():
+        try:
+            analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file)
+            report, explained = analysis.report, analysis if explain else None
+            if depth is not None:
+                from ..report import fold_to_depth
 
-            report = fold_to_depth(report, depth)  # the explanation still covers every layer
-        if output_file:
-            from ..output import write_atomically
+                report = fold_to_depth(report, depth)  # the explanation still covers every layer
+            if output_file:
+                from ..output import write_atomically
 
-            write_atomically(output_file, rendered_text(report, fmt, columns, error, explained))
-            print_warnings(report)
-        else:
-            emit_report(report, fmt, columns, error, explained)
-    except CnnCalcError as exc:
-        fail(exc)
-    if error:
-        fail(error)  # after the rows that were computed
+                write_atomically(output_file, rendered_text(report, fmt, columns, error, explained))
+                print_warnings(report)
+            else:
+                emit_report(report, fmt, columns, error, explained)
+        except CnnCalcError as exc:
+            fail(exc)
+        if error:
+            fail(error)  # after the rows that were computed
 
 
 def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None):
@@ -88,19 +91,19 @@ def rendered_text(report, fmt: str, columns, error=None, explained=None) -> str:
     from ..render import text
 
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
         data = report.to_dict()
         if error:
             data["error"] = {**error.loc.to_dict(), "message": error.message}
-        return json.dumps(data, indent=2) + "\n"
+        return json_text(data)
     if fmt == "csv":
         return text.to_csv(report, columns)
     if fmt == "markdown":
         return text.to_markdown(report, columns)
-    from ..render.table import render_table
+    from ..render.table import plain_table
 
-    body = render_table(report, columns).plain + "\n"
+    body = plain_table(report, columns) + "\n"
     if explained:
         from ..render.explain import explanation_text
 

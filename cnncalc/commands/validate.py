@@ -40,9 +40,9 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
     except CnnCalcError as exc:
         fail(exc)
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
-        click.echo(json.dumps(run.to_dict(), indent=2))
+        click.echo(json_text(run.to_dict()), nl=False)
     else:
         for problem in run.problems:
             click.echo(str(problem))

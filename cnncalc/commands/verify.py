@@ -52,9 +52,9 @@ def verify(spec, backend, device, seed, max_memory, batch, input_shape, fmt):
         fail(exc)
     summary = verify_summary(report, engine, batch, seed, results, estimate.total, limit)
     if fmt == "json":
-        import json
+        from ..render.json_layout import json_text
 
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json_text(summary), nl=False)
     else:
         console().print(verify_table(summary, report.layout), soft_wrap=True)
     print_warnings(report)

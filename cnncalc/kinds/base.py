@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -158,9 +158,10 @@ def averaged_length(step) -> int:
     return max(1, window, spread)
 
 
-def check_positive(shape: tuple[int, ...], what: str) -> None:
+def check_positive(shape: tuple[int, ...], what: str | Callable[[], str]) -> None:
+    """``what`` may be a function that words the cause: only a failing layer pays for the wording."""
     if any(size <= 0 for size in shape[1:]):
-        raise ShapeError(f"output size reaches zero or less ({dims(shape[1:])}): {what}")
+        raise ShapeError(f"output size reaches zero or less ({dims(shape[1:])}): {what() if callable(what) else what}")
 
 
 # ----------------------------------------------------------------------------- base classes

@@ -87,7 +87,7 @@ class Conv(ConvBase):
                 )
         out_sizes = ctx.resolve(windows, "filter")
         out = (self.filters, *out_sizes)
-        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} filter at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
+        check_positive(out, lambda: f"{article(dims(kernel))} {dims(kernel)} filter at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
         weights = prod(kernel) * self._table_inputs(c_in)  # F*F*D1 (/G) per filter, K filters
         positions = prod(out_sizes)
         return Outcome(

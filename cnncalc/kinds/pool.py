@@ -43,7 +43,7 @@ class Pool(Leaf):
                 raise ShapeError(f"the {dims(kernel)} window is larger than the {dims(sizes)} input; the output would be empty")
         out_sizes = tuple(w.ceil() for w in windows) if self.ceil_mode else ctx.resolve(windows, "window")
         out = (shape[0], *out_sizes)
-        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} window at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
+        check_positive(out, lambda: f"{article(dims(kernel))} {dims(kernel)} window at stride {axes_text(stride)} on {article(dims(sizes))} {dims(sizes)} input")
         return Outcome(
             shape=out,
             rf=tuple(RFStep(w.extent, w.stride, half(w.extent - 1) - w.pad[0]) for w in windows),
@@ -174,7 +174,7 @@ class Subsample(Leaf):
         windows = [Window(size, k, s, (0, 0)) for size, k, s in zip(shape[1:], kernel, stride)]
         out_sizes = ctx.resolve(windows, "window")
         out = (shape[0], *out_sizes)
-        check_positive(out, f"{article(dims(kernel))} {dims(kernel)} window on {article(dims(shape[1:]))} {dims(shape[1:])} input")
+        check_positive(out, lambda: f"{article(dims(kernel))} {dims(kernel)} window on {article(dims(shape[1:]))} {dims(shape[1:])} input")
         outputs = prod(out)
         return Outcome(
             shape=out, weights=shape[0], biases=shape[0],

@@ -7,6 +7,7 @@ ResNet-152's 500+ rows, this costs a few milliseconds.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.control import strip_control_codes
 from rich.text import Text
 
 from ..report import Report
@@ -45,7 +46,8 @@ def _rule(widths: list[int], chars: str) -> str:
     return left + middle.join(fill * (width + 2) for width in widths) + right
 
 
-def table_text(report: Report, columns: tuple[str, ...] | None = None) -> Text:
+def table_lines(report: Report, columns: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """The table and what follows it, as (line, rich style) pairs."""
     picked = pick_columns(columns)
     header = [column.header for column in picked]
     body = [[column.text(row, report.layout) for column in picked] for row in report.layers]
@@ -54,28 +56,35 @@ def table_text(report: Report, columns: tuple[str, ...] | None = None) -> Text:
     title = f"{report.name} — input {shape_of(report)}"
     total_width = sum(widths) + 3 * len(widths) + 1
 
-    text = Text(no_wrap=True, overflow="ignore")
-    text.append(title.center(total_width).rstrip() + "\n", style="italic")
-    text.append(_rule(widths, "┏━┳┓") + "\n")
-    text.append(_line(header, picked, widths, "┃┃┃") + "\n", style="bold")
-    text.append(_rule(widths, "┡━╇┩") + "\n")
-    for row, cells in zip(report.layers, body):
-        text.append(_line(cells, picked, widths, "│││") + "\n", style="dim" if row.kind in QUIET_KINDS else "")
-    text.append(_rule(widths, "├─┼┤") + "\n")
-    text.append(_line(footer, picked, widths, "│││") + "\n", style="bold")
-    text.append(_rule(widths, "└─┴┘"))
-    return text
+    lines = [
+        (title.center(total_width).rstrip(), "italic"),
+        (_rule(widths, "┏━┳┓"), ""),
+        (_line(header, picked, widths, "┃┃┃"), "bold"),
+        (_rule(widths, "┡━╇┩"), ""),
+    ]
+    lines += [(_line(cells, picked, widths, "│││"), "dim" if row.kind in QUIET_KINDS else "")
+              for row, cells in zip(report.layers, body)]
+    lines += [
+        (_rule(widths, "├─┼┤"), ""),
+        (_line(footer, picked, widths, "│││"), "bold"),
+        (_rule(widths, "└─┴┘"), ""),
+    ]
+    lines += [(line, "") for line in totals_lines(report) + convention_lines(report)]
+    lines += [(f"note: {note}", "cyan") for note in report.notes]
+    lines += [(f"warning: {warning}", "yellow") for warning in report.warnings]
+    return lines
 
 
-def render_table(report: Report, columns: tuple[str, ...] | None = None) -> Text:
-    text = table_text(report, columns)
-    text.append("\n" + "\n".join(totals_lines(report) + convention_lines(report)))
-    for note in report.notes:
-        text.append(f"\nnote: {note}", style="cyan")
-    for warning in report.warnings:
-        text.append(f"\nwarning: {warning}", style="yellow")
-    return text
+def plain_table(report: Report, columns: tuple[str, ...] | None = None) -> str:
+    return "\n".join(line for line, _ in table_lines(report, columns))
 
 
 def print_table(report: Report, columns=None, console: Console | None = None) -> None:
-    (console or Console()).print(render_table(report, columns), soft_wrap=True)
+    console = console or Console()
+    if console.color_system is None:  # a pipe or a dumb terminal: no styles to draw, so no rich Text
+        console.file.write(strip_control_codes(plain_table(report, columns)) + "\n")
+        return
+    text = Text(no_wrap=True, overflow="ignore")
+    for number, (line, style) in enumerate(table_lines(report, columns)):
+        text.append(("\n" if number else "") + line, style=style)
+    console.print(text, soft_wrap=True)

@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from ..report import Report
 from ..units import human_bytes, thousands
 from .columns import Column, pick_columns
-
-
-def to_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2)
 
 
 def to_csv(report: Report, columns: tuple[str, ...] | None = None) -> str:

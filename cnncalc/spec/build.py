@@ -139,6 +139,7 @@ class _Builder:
     def __init__(self, source: SourceMap):
         self.source = source
         self.count = 0
+        self.read_strings: dict[str, tuple[str, dict]] = {}  # a spec repeats its one-line layers: read each once
 
     def fail(self, message: str, path: DataPath) -> SpecError:
         return SpecError(message, self.source.locate(path))
@@ -204,19 +205,23 @@ class _Builder:
         text = text.strip()
         if not text:
             raise self.fail("a layer entry is empty", path)
+        if text not in self.read_strings:
+            self.read_strings[text] = self.read_string(text, path)
+        kind, args = self.read_strings[text]
+        return kind, dict(args), {key: path for key in args}
+
+    def read_string(self, text: str, path: DataPath) -> tuple[str, dict]:
         vgg = parse_vgg(text)
         if vgg:
-            kind, args = vgg
-        else:
-            head = canonical_kind(text.split()[0])
-            cls = KINDS.get(head)
-            if cls is None:
-                raise self.fail(_unknown_kind_message(text.split()[0]), path)
-            try:
-                kind, args = parse_one_line(text, cls.primary)
-            except SpecError as exc:
-                raise self.fail(exc.message, path) from None
-        return kind, args, {key: path for key in args}
+            return vgg
+        head = canonical_kind(text.split()[0])
+        cls = KINDS.get(head)
+        if cls is None:
+            raise self.fail(_unknown_kind_message(text.split()[0]), path)
+        try:
+            return parse_one_line(text, cls.primary)
+        except SpecError as exc:
+            raise self.fail(exc.message, path) from None
 
     def children(self, cls: type[Composite], args: dict, arg_paths: dict, depth: int) -> dict:
         args = dict(args)
