@@ -1,15 +1,25 @@
 """Whole-process times of cnncalc commands against the alternatives, measured in the same run.
 
-    python bench/cli_speed.py [--runs 10]
+    python bench/cli_speed.py [--runs 15]
 
-Prints a Markdown table: median and best wall time of each command over --runs runs, and
-ratios: `cnncalc table resnet50` vs `python -c "import rich, pydantic, click"` (the floor any
-CLI built on those libraries pays) and vs torchinfo's summary of the same ResNet-50 built in
-PyTorch (needs `pip install torchinfo` and torch). cnncalc keeps no cache, so every run is cold.
+Every command runs --runs times as a subprocess (stdout to /dev/null), the commands taking turns
+so that a change in the machine's load touches them all alike; the table shows median and best
+wall time and each median as a ratio to the reference command of issue 11,
+`python -c "from pydantic import BaseModel; import rich.console, click, yaml"` (the libraries a
+cnncalc table needs, imported and nothing else). Two more floors put the ratio in context: the
+reference plus defining and validating one pydantic model with one field, which is the least any
+pydantic-validated spec costs, and torchinfo's summary of the same ResNet-50 built in PyTorch
+(needs `pip install torchinfo` and torch).
+
+cnncalc keeps no cache of any kind, so every run computes from the spec. The script first
+compiles cnncalc's modules to bytecode (`compileall`), as `pip install` does for every installed
+wheel and did for pydantic, rich and click: an editable checkout run with
+PYTHONDONTWRITEBYTECODE=1 would otherwise recompile cnncalc's sources on every start.
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import statistics
 import subprocess
@@ -18,6 +28,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = 'python -c "from pydantic import BaseModel; import rich.console, click, yaml"'
+ONE_MODEL = """from pydantic import BaseModel, Field
+import rich.console, click, yaml
+class Layer(BaseModel):
+    filters: int = Field(1, description="output channels")
+Layer.model_validate({"filters": 2})
+"""
 TORCHINFO_SCRIPT = f"""
 import sys
 sys.path.insert(0, {str(ROOT / 'tests')!r})
@@ -32,43 +49,50 @@ def cnncalc_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "cnncalc"]
 
 
-def timed(command: list[str], runs: int) -> tuple[float, float]:
-    times = []
+def interleaved(cases: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+    """name -> (median, best) seconds; one run of every case per round."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)  # exit 1 = findings
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        for name, command in cases.items():
+            start = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)  # exit 1 = findings
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(values), min(values)) for name, values in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    cnncalc = cnncalc_command()
+    import cnncalc
+
+    compileall.compile_dir(Path(cnncalc.__file__).parent, quiet=1)
+    cnncalc_cli = cnncalc_command()
     cases = {
-        'python -c "import rich, pydantic, click"': [sys.executable, "-c", "import rich, pydantic, click"],
-        "cnncalc table lenet5": [*cnncalc, "table", "lenet5"],
-        "cnncalc table specs/resnet50.yaml": [*cnncalc, "table", "specs/resnet50.yaml"],
-        "cnncalc table resnet152": [*cnncalc, "table", "resnet152"],
-        "cnncalc validate specs/": [*cnncalc, "validate", "specs/"],
+        REFERENCE: [sys.executable, "-c", "from pydantic import BaseModel; import rich.console, click, yaml"],
+        "the reference + one pydantic model validated": [sys.executable, "-c", ONE_MODEL],
+        "cnncalc table vgg16": [*cnncalc_cli, "table", "vgg16"],
+        "cnncalc table lenet5": [*cnncalc_cli, "table", "lenet5"],
+        "cnncalc table resnet50": [*cnncalc_cli, "table", "resnet50"],
+        "cnncalc table resnet152": [*cnncalc_cli, "table", "resnet152"],
+        "cnncalc validate specs/": [*cnncalc_cli, "validate", "specs/"],
     }
     try:
         import torchinfo  # noqa: F401
         cases["torchinfo.summary(ResNet-50)"] = [sys.executable, "-c", TORCHINFO_SCRIPT]
     except ImportError:
         print("(torchinfo not installed: pip install torchinfo for the comparison)", file=sys.stderr)
-    results = {name: timed(command, args.runs) for name, command in cases.items()}
-    base = results['python -c "import rich, pydantic, click"'][0]
-    table = results["cnncalc table specs/resnet50.yaml"][0]
-    print(f"| command | median (s) | best (s) | vs import rich, pydantic, click |")
+    results = interleaved(cases, args.runs)
+    base = results[REFERENCE][0]
+    print(f"{args.runs} runs each, Python {sys.version.split()[0]}\n")
+    print("| command | median (s) | best (s) | median / reference |")
     print("|---|---:|---:|---:|")
     for name, (median, best) in results.items():
         print(f"| `{name}` | {median:.3f} | {best:.3f} | {median / base:.2f}x |")
     if "torchinfo.summary(ResNet-50)" in results:
+        table = results["cnncalc table resnet50"][0]
         torchinfo_time = results["torchinfo.summary(ResNet-50)"][0]
-        print(f"\n`cnncalc table resnet50` takes {table / torchinfo_time:.2f}x the time of torchinfo's summary "
-              f"({torchinfo_time / table:.1f}x faster), {table / base:.2f}x the bare imports.")
+        print(f"\n`cnncalc table resnet50` is {torchinfo_time / table:.1f}x faster than torchinfo's summary.")
 
 
 if __name__ == "__main__":

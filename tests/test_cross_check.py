@@ -174,18 +174,20 @@ def test_gains_and_reduction_lengths():
 
 def test_tf32_convolutions_on_a_gpu_count_with_tf32_epsilon(monkeypatch):
     """No GPU needed: the backend only reads PyTorch's switches and the device's generation."""
+    from cnncalc.kinds import KINDS
+
+    conv, conv_transpose, linear, relu = (KINDS[kind] for kind in ("conv", "conv_transpose", "linear", "relu"))
     cuda = torch_backend.TorchBackend("cuda")
-    assert torch_backend.TF32_FLAGS["conv"]() == torch.backends.cudnn.allow_tf32  # PyTorch's own switches
-    assert torch_backend.TF32_FLAGS["linear"]() == torch.backends.cuda.matmul.allow_tf32
+    assert torch_backend.TF32_SWITCHES["convolution"]() == torch.backends.cudnn.allow_tf32  # PyTorch's own
+    assert torch_backend.TF32_SWITCHES["matmul"]() == torch.backends.cuda.matmul.allow_tf32
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    monkeypatch.setitem(torch_backend.TF32_FLAGS, "conv", lambda: True)  # PyTorch's default for cuDNN
-    monkeypatch.setitem(torch_backend.TF32_FLAGS, "conv_transpose", lambda: True)
-    monkeypatch.setitem(torch_backend.TF32_FLAGS, "linear", lambda: False)  # ... and for matmuls
-    assert cuda.epsilon("conv") == 2.0 ** -10 and cuda.epsilon("conv_transpose") == 2.0 ** -10
-    assert cuda.epsilon("linear") == FLOAT32_EPS and cuda.epsilon("relu") == FLOAT32_EPS
-    assert torch_backend.TorchBackend("cpu").epsilon("conv") == FLOAT32_EPS
+    monkeypatch.setitem(torch_backend.TF32_SWITCHES, "convolution", lambda: True)  # PyTorch's default for cuDNN
+    monkeypatch.setitem(torch_backend.TF32_SWITCHES, "matmul", lambda: False)  # ... and for matmuls
+    assert cuda.epsilon(conv) == 2.0 ** -10 and cuda.epsilon(conv_transpose) == 2.0 ** -10
+    assert cuda.epsilon(linear) == FLOAT32_EPS and cuda.epsilon(relu) == FLOAT32_EPS
+    assert torch_backend.TorchBackend("cpu").epsilon(conv) == FLOAT32_EPS
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # no TF32 before Ampere
-    assert cuda.epsilon("conv") == FLOAT32_EPS
+    assert cuda.epsilon(conv) == FLOAT32_EPS
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

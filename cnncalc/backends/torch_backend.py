@@ -13,10 +13,9 @@ from .memory import host_available_bytes
 # ----------------------------------------------------------------------------- the backend
 FLOAT32_EPS = 2.0 ** -23
 TF32_EPS = 2.0 ** -10  # TF32 keeps 10 of float32's 23 mantissa bits
-TF32_FLAGS = {  # which switch lets each kind run in TF32 on CUDA
-    "conv": lambda: torch.backends.cudnn.allow_tf32,
-    "conv_transpose": lambda: torch.backends.cudnn.allow_tf32,
-    "linear": lambda: torch.backends.cuda.matmul.allow_tf32,
+TF32_SWITCHES = {  # PyTorch's switch that lets each kind of GPU math (a layer's ``gpu_math``) run in TF32
+    "convolution": lambda: torch.backends.cudnn.allow_tf32,
+    "matmul": lambda: torch.backends.cuda.matmul.allow_tf32,
 }
 
 
@@ -44,11 +43,12 @@ class TorchBackend:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
 
-    def epsilon(self, kind: str) -> float:
-        """The machine epsilon ``kind`` is computed in, for the cross-check's float32 rule: TF32's
+    def epsilon(self, layer) -> float:
+        """The machine epsilon ``layer`` is computed in, for the cross-check's float32 rule: TF32's
         (2**-10) for convolutions and matmuls PyTorch is allowed to run in TF32 on the GPU
         (Ampere or newer; convolutions by default), float32's otherwise."""
-        if self._device.type == "cuda" and kind in TF32_FLAGS and TF32_FLAGS[kind]():
+        switch = TF32_SWITCHES.get(layer.gpu_math)
+        if self._device.type == "cuda" and switch is not None and switch():
             if torch.cuda.get_device_capability(self._device)[0] >= 8:
                 return TF32_EPS
         return FLOAT32_EPS

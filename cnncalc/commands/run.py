@@ -116,7 +116,7 @@ def _epsilon(*engines):
     from ..backends.forward import FLOAT32_EPS
 
     def epsilon(row) -> float:
-        return max(getattr(engine, "epsilon", lambda kind: FLOAT32_EPS)(row.kind) for engine in engines)
+        return max(getattr(engine, "epsilon", lambda layer: FLOAT32_EPS)(row.layer) for engine in engines)
 
     return epsilon
 

@@ -216,6 +216,8 @@ class Layer(BaseModel):
 
     # How the layer treats float32 differences, for `run --cross-check` (cnncalc/backends/forward.py).
     saturating: ClassVar[bool] = False  # a bounded output: its own rounding is relative to the output alone
+    # The math a GPU may run in TF32 for it ("convolution": cuDNN, "matmul": cuBLAS), when PyTorch allows.
+    gpu_math: ClassVar[str | None] = None
     sums_inputs: ClassVar[bool] = False  # the differences of its inputs add up (add)
 
     def float_gain(self, step, arrays: dict) -> float:

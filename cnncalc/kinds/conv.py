@@ -17,6 +17,7 @@ from .base import (AXES_HELP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Paddin
 
 
 class ConvBase(Leaf):
+    gpu_math: ClassVar[str] = "convolution"
     filters: PosInt = Field(description="number of filters K (output channels)")
     kernel: Axes = Field(description="kernel size F: " + AXES_HELP)
     stride: Axes = Field(1, description="stride S: " + AXES_HELP)

@@ -14,6 +14,7 @@ class Linear(Leaf):
     """Fully connected. A non-flat input is flattened first, as the lecture's FC layer does."""
 
     kind: ClassVar[str] = "linear"
+    gpu_math: ClassVar[str] = "matmul"
     family: ClassVar[str] = "fc"
     primary: ClassVar[str] = "features"
     features: PosInt = Field(description="number of output features (neurons)")
