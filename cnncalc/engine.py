@@ -101,6 +101,7 @@ class Engine:
         self.referenced = _referenced_names(spec.layers)
         self._layer: Layer | None = None
         self._name: str | None = None
+        self._scope = Scope()
 
     # ------------------------------------------------------------------ walking
     def run(self) -> Tensor:
@@ -108,11 +109,12 @@ class Engine:
         if rows > MAX_ROWS:
             raise SpecError(f"the spec expands to {rows:,} layers (after `repeat`), more than the limit of "
                             f"{MAX_ROWS:,}; check the `times` of its repeats", self.spec.source.locate(("layers",)))
-        rank = len(self.spec.input) - 1
-        x = Tensor(self.spec.input, ReceptiveField((1,) * rank, (1,) * rank, (0,) * rank), self.spec.input[1:])
-        self.outputs["input"] = x
-        self.peak_live = x.elements
-        return self.sequence(self.spec.layers, x, Scope())
+        tensors = [network_input(shape, -1 - number) for number, shape in enumerate(self.spec.inputs.values())]
+        self.outputs.update(zip(self.spec.inputs, tensors))
+        self.outputs.setdefault("input", tensors[0])  # `from: input` is the first input
+        self.pinned = sum(t.elements for t in tensors[1:])  # the others wait for the layers that take them
+        self.peak_live = sum(t.elements for t in tensors)
+        return self.sequence(self.spec.layers, tensors[0], Scope())
 
     def sequence(self, layers: list[Layer], x: Tensor, scope: Scope) -> Tensor:
         for layer in layers:
@@ -142,7 +144,7 @@ class Engine:
         return out
 
     def leaf(self, layer: Leaf, x: Tensor, scope: Scope, name: str) -> Tensor:
-        self._layer, self._name = layer, name
+        self._layer, self._name, self._scope = layer, name, scope
         if isinstance(layer, Merge):
             inputs = [self.lookup(ref, scope) for ref in layer.from_]
             return self.merge(layer, inputs, layer.merge([t.shape for t in inputs]), scope, name)
@@ -157,11 +159,12 @@ class Engine:
         if getattr(layer, "crop", False) and len(shape) > 1:
             smallest = shape[1:]
             fields = [crop_rf(t.rf, t.shape[1:], smallest) for t in inputs]
-        spatial = inputs[0].spatial
+        spatial = next((t.spatial for t in inputs if t.shape == shape), inputs[0].spatial)  # not a broadcast gate's
         if len(shape) == 1 and len(inputs) > 1 and len({len(t.spatial) for t in inputs}) == 1:
             spatial = tuple(map(max, *(t.spatial for t in inputs)))  # flat inputs: the largest last maps
+        full = [t.shape[1:] == shape[1:] for t in inputs]
         return self.emit(layer, inputs, Outcome(shape=shape), scope, name, kind=_merge_kind(layer),
-                         merged=(union_rf(fields), spatial))
+                         merged=(union_rf(fields, full), spatial))
 
     def emit(self, layer: Layer, inputs: list[Tensor], outcome: Outcome, scope: Scope, name: str,
              kind: str | None = None, merged: tuple[ReceptiveField, tuple[int, ...]] | None = None) -> Tensor:
@@ -247,6 +250,12 @@ class Engine:
         return [Finding(where, f"{count} sizes that are not whole were rounded {verb}, {why}: "
                                f"{', '.join(self._rounded_briefly)}")]
 
+    def spatial_size(self, ref: str) -> tuple[int, ...]:
+        try:
+            return self.lookup(ref, self._scope).shape[1:]
+        except SpecError as exc:
+            raise SpecError(exc.message.replace(f"`from: {ref}`", f"`size: {ref}`")) from None
+
     # ------------------------------------------------------------------ receptive field
     def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...]]:
         rf, spatial = x.rf, x.spatial
@@ -275,7 +284,8 @@ class Engine:
             self.pinned += out.elements
 
     def lookup(self, ref: str, scope: Scope) -> Tensor:
-        for candidate in (f"{scope.prefix}{ref}", ref):
+        """The innermost composite's own names first, then each enclosing one's, then the top level."""
+        for candidate in (*(f"{name}.{ref}" for name, _ in reversed(scope.chain)), ref):
             if candidate in self.outputs:
                 return self.outputs[candidate]
         known = [n for n in self.outputs if n != "input"][-8:]
@@ -298,7 +308,7 @@ class Engine:
         trainable = sum(r.trainable_params for r in rows)
         buffers = sum(r.buffers for r in rows)
         params = trainable + buffers
-        input_elements = math.prod(self.spec.input) * self.batch
+        input_elements = sum(math.prod(shape) for shape in self.spec.inputs.values()) * self.batch
         activations = sum(r.activations for r in rows)
         extra_copies = OPTIMIZER_COPIES[self.optimizer] - 2  # beyond weights and gradients
         totals = Totals(
@@ -318,14 +328,22 @@ class Engine:
         blocks = sorted(self.blocks, key=lambda b: (b.first, b.level))  # walking order: a block before its parts
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
                       self.optimizer, rows, totals, self.warnings, self.spec.file,
-                      list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded), blocks=blocks)
+                      list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded), blocks=blocks,
+                      inputs=dict(self.spec.inputs))
 
     def analysis(self) -> Analysis:
-        return Analysis(self.report(), Plan(self.spec.name, self.spec.file, self.spec.input, list(self.steps)))
+        return Analysis(self.report(), Plan(self.spec.name, self.spec.file, self.spec.input, list(self.steps),
+                                            dict(self.spec.inputs)))
+
+
+def network_input(shape: tuple[int, ...], node: int) -> Tensor:
+    """A network input: its receptive field is one pixel; ``node`` -1 for the first input, -2, ... after."""
+    rank = len(shape) - 1
+    return Tensor(shape, ReceptiveField((1,) * rank, (1,) * rank, (0,) * rank), shape[1:], node)
 
 
 # ---------------------------------------------------------------------- receptive field of merges
-def union_rf(fields: list[ReceptiveField]) -> ReceptiveField:
+def union_rf(fields: list[ReceptiveField], full: list[bool] | None = None) -> ReceptiveField:
     """The receptive field of a merge (add, concat, the merge of residual and branches): per axis
     the smallest interval holding every input's field.
 
@@ -333,7 +351,9 @@ def union_rf(fields: list[ReceptiveField]) -> ReceptiveField:
     ``start + (size-1)/2``), so in edges: ``left = start - size/2``, ``right = start + size/2``;
     the union spans ``min(left)..max(right)``. Worked in doubled units so whole fields stay ints.
     Inputs of one merge have one resolution, hence equal jumps; should they differ, the larger
-    jump per axis is kept. Flat fields (no spatial axes) and mismatched ranks keep the first."""
+    jump per axis is kept. A broadcast input (``full`` False: a [C, 1, 1] gate of `mul` or `se`)
+    widens the field but has no resolution of its own: the jump comes from the full-size inputs.
+    Flat fields (no spatial axes) and mismatched ranks keep the first."""
     first = fields[0]
     if len(fields) == 1 or not first.size:
         return first
@@ -349,7 +369,8 @@ def union_rf(fields: list[ReceptiveField]) -> ReceptiveField:
         right2 = max(2 * f.start[axis] + f.size[axis] for f in fields)  # 2 * right edge
         size.append(_divide(right2 - left2, 2))
         start.append(_divide(left2 + right2, 4))
-        jump.append(max(f.jump[axis] for f in fields))
+        sized = [f for f, whole in zip(fields, full or [True] * len(fields)) if whole] or fields
+        jump.append(max(f.jump[axis] for f in sized))
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
 
@@ -371,7 +392,7 @@ def _divide(value, by: int):
 
 
 def _merge_kind(layer: Layer) -> str:
-    return {"residual": "add", "branches": "concat"}.get(layer.kind, layer.kind)
+    return {"residual": "add", "branches": "concat", "se": "mul"}.get(layer.kind, layer.kind)
 
 
 def _referenced_names(layers: list[Layer]) -> set[str]:

@@ -33,5 +33,9 @@ class Step:
 class Plan:
     name: str
     file: str | None
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # the first input's
     steps: list[Step] = field(default_factory=list)
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input; node -1, -2, ... in order
+
+    def __post_init__(self):
+        self.inputs = self.inputs or {"input": self.input_shape}

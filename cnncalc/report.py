@@ -240,6 +240,10 @@ class Report:
     notes: list[Finding] = field(default_factory=list)  # how the input was read, where that needs saying
     blocks: list[Block] = field(default_factory=list)  # every walked layer instance, in walking order
     rounded: list[Finding] = field(default_factory=list)  # every layer whose size was rounded (floor/ceil)
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input (one: {"input": ...})
+
+    def __post_init__(self):
+        self.inputs = self.inputs or {"input": self.input_shape}
 
     @property
     def conventions(self) -> dict:
@@ -249,7 +253,7 @@ class Report:
             "muls_with_bias": "MACs plus one multiplication per output for the bias (the lecture's +1)",
             "flops": "2 x MACs",
             "params": "trainable (weights + biases, = PyTorch parameters()) + non-trainable "
-                      "(batch-norm running mean and variance, as Keras counts them)",
+                      "(batch-norm and instance-norm running mean and variance, as Keras counts them)",
             "rounding": self.rounding,
             "rounding_meaning": {
                 "floor": "sizes that are not whole are rounded down, as PyTorch does (listed in `rounded`; "
@@ -283,4 +287,5 @@ class Report:
             "warnings": [w.to_dict() for w in self.warnings],
             "notes": [n.to_dict() for n in self.notes],
             "rounded": [r.to_dict() for r in self.rounded],
+            "inputs": {name: list(shape) for name, shape in self.inputs.items()},  # added after the first contract
         }

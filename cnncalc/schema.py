@@ -39,13 +39,17 @@ def spec_schema() -> dict:
         "description": "A CNN as a declarative layer list (YAML, JSON or TOML); see the README's `Spec format`.",
         "type": "object",
         "properties": _top_level(),
-        "required": ["input", "layers"],
+        "required": ["layers"],
+        "oneOf": [{"required": ["input"]}, {"required": ["inputs"]}],  # one input, or several by name
         "additionalProperties": False,
         "$defs": defs,
     }
 
 
 # ----------------------------------------------------------------------------- top level
+SHAPE_LIST = {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 1, "maxItems": 4}
+
+
 def _top_level() -> dict:
     from .spec.build import TOP_KEYS
 
@@ -56,10 +60,13 @@ def _top_level() -> dict:
             "description": "[C, *spatial] (1 to 3 spatial axes; lists are always channels first), or a string "
                            "like 3x32x32 read in `layout` order (default chw; 32x32x3 is read channels last, "
                            "with a note), or 3@32x32",
-            "anyOf": [
-                {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "minItems": 1, "maxItems": 4},
-                {"type": "string", "pattern": SHAPE_PATTERN},
-            ],
+            "anyOf": [SHAPE_LIST, {"type": "string", "pattern": SHAPE_PATTERN}],
+        },
+        "inputs": {
+            "description": "instead of `input`: several named inputs, e.g. {image: 3x224x224, meta: [10]}; the "
+                           "first layer reads the first, later layers take the others with `from`",
+            "type": "object", "minProperties": 1, "propertyNames": {"not": {"const": "input"}},
+            "additionalProperties": {"anyOf": [SHAPE_LIST, {"type": "string", "pattern": SHAPE_PATTERN}]},
         },
         "layout": {"enum": list(LAYOUT_KEYS), "default": "chw",
                    "description": "how `input` strings are read and shapes shown: chw (C x H x W, PyTorch), "

@@ -117,3 +117,13 @@ def test_failed_layer_still_prints_rows_before_it(tmp_path):
     assert result.exit_code == 2
     assert result.stdout == "name,output\nfirst,4x6x6\n"
     assert result.stderr.startswith(f"{spec}:4: layers[1] (second): error:")
+
+
+def test_a_one_line_layer_may_sit_as_a_key_beside_its_name(tmp_path):
+    """`- {conv 32 k1 nobias, name: a}` reads as the one-line layer named a (as `name=a` does)."""
+    spec = tmp_path / "a.yaml"
+    spec.write_text("input: [3, 8, 8]\nlayers:\n  - {conv 32 k1 nobias, name: a}\n  - conv 8 k3 p1 name=b\n"
+                    "  - {PReLU, name: p}\n")
+    result = CliRunner().invoke(cli, ["table", str(spec), "--format", "csv", "--columns", "name,kind,params"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == ["a,conv,96", "b,conv,2312", "p,prelu,1"]

@@ -222,5 +222,17 @@ def test_schema_command_prints_draft_2020_12():
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["required"] == ["input", "layers"]
+    assert schema["required"] == ["layers"]  # and one of `input` (one input) or `inputs` (several, by name)
+    assert schema["oneOf"] == [{"required": ["input"]}, {"required": ["inputs"]}]
     assert {"conv.args", "layer", "layer_mapping", "expect"} <= set(schema["$defs"])
+
+
+def test_the_schema_accepts_named_inputs_and_refuses_both_forms():
+    import jsonschema
+
+    schema = json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
+    jsonschema.validate({"inputs": {"image": "3x8x8", "meta": [10]}, "layers": ["relu"]}, schema)
+    for bad in ({"input": [3, 8, 8], "inputs": {"a": [3]}, "layers": ["relu"]}, {"layers": ["relu"]},
+                {"inputs": {"input": [3]}, "layers": ["relu"]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

@@ -46,6 +46,24 @@ EXPECTED_TRAINABLE = {
     "dcgan_generator": 3_576_704,
     "audio_cnn_1d": 559_114,
     "c3d": 79_991_015,
+    # torchvision's models (weights=None), issue 12's table; tests/zoo_reference.py builds torchvision's own
+    "squeezenet1_0": 1_248_424,
+    "squeezenet1_1": 1_235_496,
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "mnasnet1_0": 4_383_312,
+    "resnext50_32x4d": 25_028_904,
+    "wide_resnet50_2": 68_883_240,
+    "efficientnet_b0": 5_288_548,
+    "efficientnet_b3": 12_233_232,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "convnext_tiny": 28_589_128,
+    "regnet_y_400mf": 4_344_144,
+    "inception_v3": 23_834_568,       # no aux head
+    "fcn_resnet50": 32_957_013,       # no aux head, 21 classes
+    "r3d_18": 33_371_472,
 }
 
 # Specs whose every size is whole: they must also analyze under the lecture's strict rounding.
@@ -58,6 +76,24 @@ EXPECTED_MACS = {
     "googlenet_paper": 1_582_671_872,
     "unet": 150_428_424_448,           # 572x572 tile
     "unet_padded": 192_384_335_872,    # 512x512
+    # issue 12's table: torch.utils.flop_counter.FlopCounterMode / 2, batch 1
+    "squeezenet1_0": 818_924_576,
+    "squeezenet1_1": 349_151_936,
+    "densenet121": 2_834_161_664,
+    "densenet169": 3_359_843_328,
+    "shufflenet_v2_x1_0": 144_907_992,
+    "mnasnet1_0": 314_415_872,
+    "resnext50_32x4d": 4_230_479_872,
+    "wide_resnet50_2": 11_398_021_120,
+    "efficientnet_b0": 385_814_752,
+    "efficientnet_b3": 1_827_141_392,
+    "mobilenet_v3_small": 56_510_400,
+    "mobilenet_v3_large": 216_589_760,
+    "convnext_tiny": 4_455_531_264,
+    "regnet_y_400mf": 401_842_848,
+    "inception_v3": 5_713_216_096,
+    "fcn_resnet50": 142_725_772_800,
+    "r3d_18": 40_696_553_472,
 }
 
 # (spec, layer name, output shape [C, *spatial])

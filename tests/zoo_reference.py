@@ -562,6 +562,44 @@ def c3d(classes: int = 487) -> nn.Module:
     ))
 
 
+# --------------------------------------------------------------------------- torchvision's own models
+def torchvision_model(name: str, **kwargs) -> nn.Module:
+    """torchvision's definition (tests/torchvision_models.py: no compiled ops, weights=None); a
+    segmentation model returns only its "out" tensor."""
+    import torchvision_models
+
+    if name.startswith("regnet"):  # RegNet computes its widths with tensors: build it on the CPU, then move it
+        with torch.device("cpu"):
+            return torchvision_models.build(name, **kwargs).to("meta")
+    model = torchvision_models.build(name, **kwargs)
+    if name.startswith("segmentation."):
+        forward = model.forward
+        model.forward = lambda x: forward(x)["out"]
+    return model
+
+
+TORCHVISION = {  # zoo name -> (torchvision builder, its arguments, input [C, *spatial], trainable params)
+    "squeezenet1_0": ("squeezenet1_0", {}, (3, 224, 224), 1_248_424),
+    "squeezenet1_1": ("squeezenet1_1", {}, (3, 224, 224), 1_235_496),
+    "densenet121": ("densenet121", {}, (3, 224, 224), 7_978_856),
+    "densenet169": ("densenet169", {}, (3, 224, 224), 14_149_480),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", {}, (3, 224, 224), 2_278_604),
+    "mnasnet1_0": ("mnasnet1_0", {}, (3, 224, 224), 4_383_312),
+    "resnext50_32x4d": ("resnext50_32x4d", {}, (3, 224, 224), 25_028_904),
+    "wide_resnet50_2": ("wide_resnet50_2", {}, (3, 224, 224), 68_883_240),
+    "efficientnet_b0": ("efficientnet_b0", {}, (3, 224, 224), 5_288_548),
+    "efficientnet_b3": ("efficientnet_b3", {}, (3, 300, 300), 12_233_232),
+    "mobilenet_v3_small": ("mobilenet_v3_small", {}, (3, 224, 224), 2_542_856),
+    "mobilenet_v3_large": ("mobilenet_v3_large", {}, (3, 224, 224), 5_483_032),
+    "convnext_tiny": ("convnext_tiny", {}, (3, 224, 224), 28_589_128),
+    "regnet_y_400mf": ("regnet_y_400mf", {}, (3, 224, 224), 4_344_144),
+    "inception_v3": ("inception_v3", {"aux_logits": False, "init_weights": False}, (3, 299, 299), 23_834_568),
+    "fcn_resnet50": ("segmentation.fcn_resnet50", {"aux_loss": False, "num_classes": 21, "weights_backbone": None},
+                     (3, 520, 520), 32_957_013),
+    "r3d_18": ("video.r3d_18", {}, (3, 16, 112, 112), 33_371_472),
+}
+
+
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Reference:
@@ -569,6 +607,7 @@ class Reference:
     input_shape: tuple  # [C, *spatial], no batch axis
     published: int | None = None  # published trainable-parameter count, where there is one
     source: str = ""
+    needs_torchvision: bool = False  # built from torchvision's own definition (skipped without it)
 
 
 REFERENCES: dict[str, Reference] = {
@@ -600,6 +639,11 @@ REFERENCES: dict[str, Reference] = {
     "audio_cnn_1d": Reference(m5, (1, 32000), None, "Dai et al. 2017 M5"),
     "c3d": Reference(c3d, (3, 16, 112, 112), None, "Tran et al. 2015"),
 }
+REFERENCES.update({
+    key: Reference(functools.partial(torchvision_model, name, **kwargs), shape, published, f"torchvision {name}",
+                   needs_torchvision=True)
+    for key, (name, kwargs, shape, published) in TORCHVISION.items()
+})
 
 
 # --------------------------------------------------------------------------- measuring
@@ -634,6 +678,12 @@ def measure(key: str) -> Measurement:
     """Build ``REFERENCES[key]`` on the meta device, run batch 1 through it under
     FlopCounterMode, and record params, MACs and every named module's output shape."""
     ref = REFERENCES[key]
+    if ref.needs_torchvision:
+        import pytest
+        import torchvision_models
+
+        if not torchvision_models.available():
+            pytest.skip("torchvision (and Pillow) not installed: pip install torchvision==0.28.0 pillow")
     with torch.device("meta"):
         model = ref.build()
     model.eval()

@@ -71,6 +71,7 @@ def run_forward(plan, backend, batch: int = 1, seed: int = 0, input_values=None,
     keep = keep or (lambda row: False)
     last_reader = last_readers(plan.steps)
     outputs = {INPUT: backend.asarray(input_array(plan, batch, seed, input_values, source))}
+    outputs.update({node: backend.asarray(array) for node, array in other_inputs(plan, batch, seed).items()})
     results = []
     for done, row in enumerate(plan.steps, start=1):
         inputs = [outputs[i] for i in row.inputs]
@@ -117,6 +118,14 @@ def input_array(plan, batch: int = 1, seed: int = 0, input_values=None, source=N
     """The network input run_forward feeds the first rows (``network_input`` located in the spec)."""
     where = source.locate(("input_values",)) if source is not None else Location(plan.file, None, "input_values")
     return network_input(plan, batch, seed, input_values, _base_dir(plan), where)
+
+
+def other_inputs(plan, batch: int = 1, seed: int = 0) -> dict[int, numpy.ndarray]:
+    """The second, third, ... named inputs (nodes -2, -3, ...): standard normal from ``seed``
+    (``input_values`` gives the first input only)."""
+    shapes = list(plan.inputs.values())[1:]
+    return {INPUT - number: numpy.random.default_rng((seed, number)).standard_normal((batch, *shape), dtype=numpy.float32)
+            for number, shape in enumerate(shapes, start=1)}
 
 
 def _base_dir(plan) -> Path:
@@ -265,7 +274,8 @@ def float_allowances(rows, ours: list[LayerResult], reference: list[LayerResult]
     - carried: both backends start from the same network input, but a later row receives inputs
       that already differ by what the earlier rows produced (measured, not estimated). The row
       can amplify that by at most its gain in the max norm (``gain``): ``carried = gain x max
-      |input difference|`` (``add``: the sum over its inputs).
+      |input difference|`` (``add``: the sum over its inputs; ``mul``: each input's difference
+      times the other inputs' largest values).
     - local, the row's own rounding: a sum of n rounded terms is off by about eps x sqrt(n)
       times the magnitude of what it adds up (rounding errors of random sign grow like a random
       walk; Higham & Mary 2019): ``local = SAFETY x eps x sqrt(n) x M``, n =
@@ -278,7 +288,9 @@ def float_allowances(rows, ours: list[LayerResult], reference: list[LayerResult]
     epsilon = epsilon or (lambda row: FLOAT32_EPS)
     ours_by_index = {r.index: r.output for r in ours if r.output is not None}
     ref_by_index = {r.index: r.output for r in reference if r.output is not None}
-    differences, peaks = {INPUT: 0.0}, {INPUT: float(input_peak)}  # the network input is the same array
+    # Every network input is the same array on both sides.
+    entries = {INPUT, *(i for row in rows for i in row.inputs if i < 0)}
+    differences, peaks = dict.fromkeys(entries, 0.0), dict.fromkeys(entries, float(input_peak))
     allowances: dict[int, Allowance] = {}
     for row in rows:
         a, b = ours_by_index.get(row.index), ref_by_index.get(row.index)
@@ -288,7 +300,12 @@ def float_allowances(rows, ours: list[LayerResult], reference: list[LayerResult]
         if a is not None:
             differences[row.index] = max_abs_difference(a, b) if a.shape == b.shape else math.inf
         incoming = [differences.get(i, math.inf) for i in row.inputs]  # an input not kept: unknown
-        spread = sum(incoming) if row.layer.sums_inputs else max(incoming, default=0.0)
+        if row.layer.multiplies_inputs:  # d(ab) = a db + b da: each difference times the others' peaks
+            others = [math.prod(peaks.get(j, math.inf) for k, j in enumerate(row.inputs) if k != i)
+                      for i in range(len(row.inputs))]
+            spread = sum(d * other if d and other else 0.0 for d, other in zip(incoming, others))
+        else:
+            spread = sum(incoming) if row.layer.sums_inputs else max(incoming, default=0.0)
         amplification = gains.get(row.index, 1.0)
         carried = amplification * spread if spread and amplification else 0.0
         magnitude = out if row.layer.saturating else max([out, *(peaks.get(i, 0.0) for i in row.inputs)])

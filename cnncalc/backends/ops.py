@@ -557,3 +557,169 @@ def concat(arrays):
     """Concatenate along the channel axis."""
     arrays = list(arrays)
     return array_namespace(arrays[0]).concatenate(arrays, axis=1)
+
+
+def mul(a, b):
+    """Element-wise product, broadcasting as PyTorch does ([N, C, H, W] x [N, C, 1, 1])."""
+    return a * b
+
+
+# ----------------------------------------------------------------------------
+# more activations: silu, hardswish, hardsigmoid, mish, elu, selu, prelu, log_softmax
+# ----------------------------------------------------------------------------
+
+SELU_ALPHA = 1.6732632423543772848170429916717  # Klambauer et al. 2017, as torch.nn.SELU
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def silu(x):
+    """x * sigmoid(x) (swish), with the stable sigmoid: no overflow for large |x|."""
+    return x * sigmoid(x)
+
+
+def hardsigmoid(x):
+    """relu6(x + 3) / 6, in PyTorch's order of operations."""
+    xp = array_namespace(x)
+    return xp.minimum(xp.maximum(x + 3, 0), 6) / 6
+
+
+def hardswish(x):
+    """x * relu6(x + 3) / 6, in PyTorch's order of operations."""
+    xp = array_namespace(x)
+    return x * xp.minimum(xp.maximum(x + 3, 0), 6) / 6
+
+
+def mish(x):
+    """x * tanh(softplus(x)); softplus = max(x, 0) + log1p(exp(-|x|)) never overflows."""
+    xp = array_namespace(x)
+    softplus = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return x * xp.tanh(softplus)
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise; exp only sees non-positive arguments."""
+    xp = array_namespace(x)
+    return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+
+
+def selu(x):
+    return SELU_SCALE * elu(x, SELU_ALPHA)
+
+
+def prelu(x, weight):
+    """Leaky ReLU with learned slopes ``weight`` ([1]: shared, [C]: one per channel, axis 1)."""
+    xp = array_namespace(x)
+    slope = weight.astype(x.dtype, copy=False).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return xp.where(x > 0, x, x * slope)
+
+
+def log_softmax(x, axis=1):
+    """x - logsumexp(x), shifted by the max first so exp never overflows."""
+    xp = array_namespace(x)
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+# ----------------------------------------------------------------------------
+# channel and shape rearrangements (no arithmetic; axis numbers as PyTorch's, batch = 0)
+# ----------------------------------------------------------------------------
+
+
+def channel_shuffle(x, groups):
+    """Like ``torch.nn.ChannelShuffle``: [N, G*K, ...] viewed as [N, G, K, ...], G and K swapped."""
+    n, c = x.shape[:2]
+    grouped = x.reshape((n, groups, c // groups) + tuple(x.shape[2:]))
+    return grouped.swapaxes(1, 2).reshape(x.shape)
+
+
+def pixel_shuffle(x, factor):
+    """Like ``F.pixel_shuffle``: [N, C*r*r, H, W] -> [N, C, H*r, W*r]; channel c*r*r + i*r + j
+    becomes pixel (h*r + i, w*r + j) of channel c."""
+    n, c, h, w = x.shape
+    r = factor
+    blocks = x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3)  # [N, C, H, r, W, r]
+    return blocks.reshape(n, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(x, factor):
+    """Like ``F.pixel_unshuffle``, the inverse of ``pixel_shuffle``: [N, C, H*r, W*r] -> [N, C*r*r, H, W]."""
+    n, c, h, w = x.shape
+    r = factor
+    blocks = x.reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)  # [N, C, r, r, H, W]
+    return blocks.reshape(n, c * r * r, h // r, w // r)
+
+
+def permute(x, dims):
+    """Like ``torch.permute``: ``dims`` numbers every axis, the batch too (negative from the end)."""
+    return array_namespace(x).transpose(x, tuple(dims))
+
+
+def reshape(x, shape):
+    """Like ``torch.reshape`` on each sample: ``shape`` without the batch axis, one -1 inferred."""
+    return x.reshape((x.shape[0],) + tuple(shape))
+
+
+def squeeze(x, dim):
+    """Like ``torch.squeeze(x, dim)``: an axis whose size is not 1 stays (numpy would refuse)."""
+    return array_namespace(x).squeeze(x, axis=dim) if x.shape[dim] == 1 else x
+
+
+def unsqueeze(x, dim):
+    """Like ``torch.unsqueeze``: a new axis of size 1 at ``dim`` of the result (negative from the end)."""
+    return array_namespace(x).expand_dims(x, axis=dim)
+
+
+def linear_last(x, w, b=None):
+    """``linear`` over the last axis alone: ``x [N, ..., F_in] -> [N, ..., F_out]`` (matmul
+    broadcasts over the leading axes), as ``torch.nn.functional.linear`` on a channels-last tensor."""
+    return linear(x, w, b)
+
+
+# ----------------------------------------------------------------------------
+# layer, group and instance norm (statistics from the input itself)
+# ----------------------------------------------------------------------------
+
+
+def _standardised(x, axes, eps):
+    """(x - mean) / sqrt(var + eps), mean and biased variance over ``axes`` (two passes), computed in
+    float64 and rounded once to x's dtype: a constant input gives exactly 0, as PyTorch's Welford
+    statistics do, where a float32 mean would be an ulp off and 1/sqrt(eps) would magnify it."""
+    xp = array_namespace(x)
+    wide = x.astype(xp.promote_types(x.dtype, xp.float64), copy=False)
+    centred = wide - wide.mean(axis=axes, keepdims=True)
+    var = (centred * centred).mean(axis=axes, keepdims=True)
+    return (centred / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+
+
+def _scaled_and_shifted(x, weight, bias, shape):
+    """x * gamma + beta, both reshaped to ``shape`` to broadcast; None leaves that step out."""
+    if weight is not None:
+        x = x * weight.astype(x.dtype, copy=False).reshape(shape)
+    if bias is not None:
+        x = x + bias.astype(x.dtype, copy=False).reshape(shape)
+    return x
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, over_channels=False):
+    """Like ``F.layer_norm`` over the last ``len(normalized_shape)`` axes; ``over_channels``: over
+    axis 1 at every position instead (ConvNeXt's LayerNorm2d), gamma and beta then per channel."""
+    if over_channels:
+        return _scaled_and_shifted(_standardised(x, (1,), eps), weight, bias, (1, -1) + (1,) * (x.ndim - 2))
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    return _scaled_and_shifted(_standardised(x, axes, eps), weight, bias, tuple(normalized_shape))
+
+
+def group_norm(x, groups, weight=None, bias=None, eps=1e-5):
+    """Like ``F.group_norm``: statistics per sample and group of channels, gamma and beta per channel."""
+    grouped = x.reshape(x.shape[0], groups, -1)
+    out = _standardised(grouped, (2,), eps).reshape(x.shape)
+    return _scaled_and_shifted(out, weight, bias, (1, -1) + (1,) * (x.ndim - 2))
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, eps=1e-5):
+    """Like ``nn.InstanceNorm{1,2,3}d`` in eval mode: statistics per sample and channel over the
+    spatial axes, or the running statistics when given (track_running_stats)."""
+    if running_mean is not None:
+        return batch_norm(x, running_mean, running_var, weight, bias, eps)
+    out = _standardised(x, _spatial_axes(x), eps)
+    return _scaled_and_shifted(out, weight, bias, (1, -1) + (1,) * (x.ndim - 2))

@@ -35,6 +35,8 @@ def random_array(tensor: Param, rng) -> numpy.ndarray:
         return numpy.zeros(tensor.shape, numpy.float32)
     if tensor.fill == "ones":
         return numpy.ones(tensor.shape, numpy.float32)
+    if tensor.fill == "constant":  # PyTorch's own start value: PReLU's 0.25, a layer scale's 1e-6
+        return numpy.full(tensor.shape, tensor.value, numpy.float32)
     low, high = {
         "he": (-math.sqrt(6 / tensor.fan_in), math.sqrt(6 / tensor.fan_in)),
         "bias": (-1 / math.sqrt(tensor.fan_in), 1 / math.sqrt(tensor.fan_in)),

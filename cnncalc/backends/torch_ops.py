@@ -153,3 +153,94 @@ def add(a, b):
 
 def concat(arrays):
     return torch.cat(list(arrays), dim=1)
+
+
+def mul(a, b):
+    return a * b
+
+
+# more activations: silu, hardswish, hardsigmoid, mish, elu, selu, prelu, log_softmax
+def silu(x):
+    return F.silu(x)
+
+
+def hardswish(x):
+    return F.hardswish(x)
+
+
+def hardsigmoid(x):
+    return F.hardsigmoid(x)
+
+
+def mish(x):
+    return F.mish(x)
+
+
+def elu(x, alpha=1.0):
+    return F.elu(x, alpha)
+
+
+def selu(x):
+    return F.selu(x)
+
+
+def prelu(x, weight):
+    return F.prelu(x, weight)
+
+
+def log_softmax(x, axis=1):
+    return F.log_softmax(x, dim=axis)
+
+
+# ----------------------------------------------------------------------------- channel and shape rearrangements
+def channel_shuffle(x, groups):
+    # torchvision's view-transpose-view: works on every device (aten::channel_shuffle has lacked CUDA kernels)
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+
+def pixel_shuffle(x, factor):
+    return F.pixel_shuffle(x, factor)
+
+
+def pixel_unshuffle(x, factor):
+    return F.pixel_unshuffle(x, factor)
+
+
+def permute(x, dims):
+    return x.permute(*dims)
+
+
+def reshape(x, shape):
+    return x.reshape(x.shape[0], *shape)
+
+
+def squeeze(x, dim):
+    return x.squeeze(dim)
+
+
+def unsqueeze(x, dim):
+    return x.unsqueeze(dim)
+
+
+def linear_last(x, w, b=None):
+    return F.linear(x, w, b)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, over_channels=False):
+    if over_channels:  # ConvNeXt's LayerNorm2d: channels last, nn.LayerNorm(C), back
+        return F.layer_norm(x.movedim(1, -1), (x.shape[1],), weight, bias, eps).movedim(-1, 1)
+    return F.layer_norm(x, tuple(normalized_shape), weight, bias, eps)
+
+
+def group_norm(x, groups, weight=None, bias=None, eps=1e-5):
+    return F.group_norm(x, groups, weight, bias, eps)
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, eps=1e-5):
+    """Eval mode: the running statistics when given (track_running_stats), else the instance's own,
+    as group norm with one group per channel (the same function; F.instance_norm's batch-norm path
+    leaves a constant map an ulp off its mean, which 1/sqrt(eps) magnifies past float32 tolerance)."""
+    if running_mean is not None:
+        return F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats=False, eps=eps)
+    return F.group_norm(x, x.shape[1], weight, bias, eps)

@@ -54,7 +54,7 @@ def analysed(spec: str, batch: int, input_shape: str | None):
         where = Location(file="--input")
         reading = read_input(input_shape, loaded.chosen_layout, where)
         notes = [Finding(where, reading.note)] if reading.note else []
-        loaded = replace(loaded, input=reading.shape, notes=notes, layout=loaded.chosen_layout or reading.layout)
+        loaded = loaded.with_input(reading.shape, notes=notes, layout=loaded.chosen_layout or reading.layout)
     # The backends floor a size that is not whole, as PyTorch does, whatever the spec says. That is the
     # spec's own choice only when it declares `rounding: floor` (one note lists the layers); otherwise
     # the floor is the default, and each floored layer is warned, as `table` warns it.

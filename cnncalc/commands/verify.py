@@ -73,6 +73,7 @@ def verify_summary(report, engine, batch: int, seed: int, results: list, estimat
         "batch": batch,
         "seed": seed,
         "input_shape": list(report.input_shape),
+        "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "layers": [r.to_dict() for r in results],
         "ok": not failed and len(results) == len(report.layers),
         "mismatches": len(failed),

@@ -1,12 +1,14 @@
-"""Element-wise layers: activations and dropout (the identity at inference)."""
+"""Element-wise layers: activations (PReLU with learned slopes), dropout and drop path (the
+identity at inference)."""
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from annotated_types import Ge, Lt
 from pydantic import Field
 
-from .base import Elementwise
+from ..errors import ShapeError
+from .base import Constant, Elementwise, Formula, Leaf, Outcome, PosInt
 
 
 class Dropout(Elementwise):
@@ -14,6 +16,19 @@ class Dropout(Elementwise):
     family: ClassVar[str] = "dropout"
     primary: ClassVar[str] = "p"
     p: Annotated[float, Ge(0), Lt(1)] = Field(0.5, description="probability of zeroing an element")
+
+    def forward(self, ops, xs, params, step):
+        return xs[0]  # inference: the identity
+
+
+class DropPath(Elementwise):
+    """Stochastic depth (torchvision's StochasticDepth): in training it drops a residual branch for
+    whole samples ("row") or the whole batch ("batch"); at inference it is the identity."""
+
+    kind: ClassVar[str] = "drop_path"
+    primary: ClassVar[str] = "p"
+    p: Annotated[float, Ge(0), Lt(1)] = Field(description="probability of dropping the whole branch in training")
+    mode: Literal["row", "batch"] = Field("row", description="row: per sample; batch: the whole batch at once")
 
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
@@ -83,3 +98,101 @@ class Softmax(Activation):
 
     def forward(self, ops, xs, params, step):
         return ops.softmax(xs[0], axis=1)  # over channels / features
+
+
+class SiLU(Activation):
+    """x * sigmoid(x), also called swish."""
+
+    kind: ClassVar[str] = "silu"
+    op: ClassVar[str] = "silu"
+
+    def float_gain(self, step, arrays):
+        return 1.1  # its steepest slope, 1.0998
+
+
+class Hardswish(Activation):
+    kind: ClassVar[str] = "hardswish"
+    op: ClassVar[str] = "hardswish"
+
+    def float_gain(self, step, arrays):
+        return 1.5  # its steepest slope, at x = 3
+
+
+class Hardsigmoid(Activation):
+    kind: ClassVar[str] = "hardsigmoid"
+    op: ClassVar[str] = "hardsigmoid"
+    saturating: ClassVar[bool] = True
+
+    def float_gain(self, step, arrays):
+        return 1 / 6  # its slope between -3 and 3
+
+
+class Mish(Activation):
+    kind: ClassVar[str] = "mish"
+    op: ClassVar[str] = "mish"
+
+    def float_gain(self, step, arrays):
+        return 1.09  # its steepest slope, 1.0885
+
+
+class ELU(Activation):
+    kind: ClassVar[str] = "elu"
+    primary: ClassVar[str] = "alpha"
+    alpha: float = Field(1.0, description="scale of the negative part, alpha * (exp(x) - 1)")
+
+    def float_gain(self, step, arrays):
+        return max(1.0, abs(self.alpha))  # the negative part's slope is at most |alpha|
+
+    def forward(self, ops, xs, params, step):
+        return ops.elu(xs[0], self.alpha)
+
+
+class SELU(Activation):
+    kind: ClassVar[str] = "selu"
+    op: ClassVar[str] = "selu"
+
+    def float_gain(self, step, arrays):
+        return 1.7581  # scale * alpha: its slope just below 0
+
+
+class LogSoftmax(Activation):
+    kind: ClassVar[str] = "log_softmax"
+
+    def float_gain(self, step, arrays):
+        return 2.0  # the largest max-norm of its Jacobian, I - softmax
+
+    def reduction_length(self, step):
+        return max(1, step.input_shape[0])
+
+    def forward(self, ops, xs, params, step):
+        return ops.log_softmax(xs[0], axis=1)  # over channels / features
+
+
+class PReLU(Leaf):
+    """Leaky ReLU whose negative slopes are learned (torch.nn.PReLU): one shared, or one per channel."""
+
+    kind: ClassVar[str] = "prelu"
+    primary: ClassVar[str] = "num_parameters"
+    num_parameters: PosInt = Field(1, description="learned slopes: 1 (shared) or the input's channel count")
+    init: float = Field(0.25, description="the slopes' initial value")
+
+    def infer(self, shape, ctx):
+        channels = shape[0]
+        if self.num_parameters not in (1, channels):
+            raise ShapeError(f"prelu has num_parameters {self.num_parameters} but its input has {channels} "
+                             f"channels; use 1 (one shared slope) or {channels} (one per channel)")
+        return Outcome(shape=shape, weights=self.num_parameters)
+
+    def explain(self, step):
+        return [Formula("params", "num_parameters", "", str(self.num_parameters), "params")]
+
+    def tensors(self, step, x_shape):
+        return {"weight": Constant((self.num_parameters,), value=self.init, layout="[num_parameters]")}
+
+    def float_gain(self, step, arrays):
+        weight = arrays.get("weight")
+        steepest = float(abs(weight).max()) if weight is not None and weight.size else abs(self.init)
+        return max(1.0, steepest)
+
+    def forward(self, ops, xs, params, step):
+        return ops.prelu(xs[0], params["weight"])

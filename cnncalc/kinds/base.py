@@ -92,7 +92,8 @@ class Formula:
 @dataclass(frozen=True)
 class Param:
     """One parameter tensor a layer needs, in PyTorch's layout: its shape, how to fill it
-    randomly ("he", "bias", "zeros", "ones", "scale", "shift"), its fan-in and its layout in words."""
+    randomly ("he", "bias", "zeros", "ones", "scale", "shift", or "constant" with a value), its
+    fan-in and its layout in words."""
 
     shape: tuple[int, ...]
     fill: str
@@ -100,11 +101,23 @@ class Param:
     layout: str = ""
 
 
+@dataclass(frozen=True)
+class Constant(Param):
+    """A parameter tensor PyTorch starts at one value (fill "constant"): PReLU's slopes, a layer scale.
+    The forward pass uses that value, so its output is the PyTorch module's as constructed."""
+
+    fill: str = "constant"
+    value: float = 0.0
+
+
 class Context(Protocol):
     """What a layer may ask of the engine while inferring."""
 
     def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
         """Output sizes of sliding windows under the rounding policy (may raise or warn)."""
+
+    def spatial_size(self, ref: str) -> tuple[int, ...]:
+        """The spatial sizes of an earlier named output (``input``: the network input)."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -219,6 +232,7 @@ class Layer(BaseModel):
     # The math a GPU may run in TF32 for it ("convolution": cuDNN, "matmul": cuBLAS), when PyTorch allows.
     gpu_math: ClassVar[str | None] = None
     sums_inputs: ClassVar[bool] = False  # the differences of its inputs add up (add)
+    multiplies_inputs: ClassVar[bool] = False  # each input's difference is scaled by the others (mul)
 
     def float_gain(self, step, arrays: dict) -> float:
         """The most a difference d in the inputs can change an output (max norm), per unit d."""

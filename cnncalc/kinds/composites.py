@@ -2,15 +2,16 @@
 (``walk``); the engine owns names, shapes, memory and the rows."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar
 
 from annotated_types import Len
 from pydantic import Field
 
 from ..errors import ShapeError
-from .base import AXES_HELP, Axes, Composite, NonNegInt, Padding, PosInt
+from .base import AXES_HELP, KINDS, Axes, Composite, Elementwise, NonNegInt, Outcome, Padding, PosInt
 from .conv import Conv
-from .merge import add_shapes, concat_shapes
+from .merge import add_shapes, broadcast_shapes, concat_shapes
 
 
 class Repeat(Composite):
@@ -19,6 +20,8 @@ class Repeat(Composite):
     times: PosInt = Field(description="how many times to repeat the layers")
     layers: list[Any] = Field(description="the layers to repeat")
     start: NonNegInt = Field(0, description="number of the first repetition in names (R.start.*)")
+    label: str = Field("", description="text before each repetition's number in names: `denselayer` gives "
+                                       "R.denselayer1, R.denselayer2 (torchvision's DenseNet)")
 
     def row_count(self) -> int:
         return self.times * sum(layer.row_count() for layer in self.layers)
@@ -30,10 +33,11 @@ class Repeat(Composite):
         body = self.layers
         single_composite = len(body) == 1 and body[0].is_composite and body[0].name is None
         for i in range(self.start, self.start + self.times):
+            each = f"{name}.{self.label}{i}"
             if single_composite:  # `repeat: {name: layer3, layers: [residual: ...]}` -> layer3.1, layer3.2
-                x = engine.step(body[0], x, scope, name=f"{name}.{i}")
+                x = engine.step(body[0], x, scope, name=each)
             else:
-                x = engine.sequence(body, x, scope.child(f"{name}.{i}", self.kind))
+                x = engine.sequence(body, x, scope.child(each, self.kind))
         return x
 
 
@@ -74,6 +78,8 @@ class Branches(Composite):
     family: ClassVar[str] = "branches"
     primary: ClassVar[str] = "paths"
     paths: Annotated[list[list[Any]], Len(1, None)] = Field(description="parallel paths, concatenated on channels")
+    merge_name: str | None = Field(None, description="the concat row's own name inside the block (NAME.merge_name; "
+                                                     "default: the block's name)")
 
     def row_count(self) -> int:
         return 1 + sum(layer.row_count() for layer in self.children())
@@ -90,7 +96,12 @@ class Branches(Composite):
             engine.pin(out)
             outputs.append(out)
         engine.unpin(x, *outputs)
-        return engine.merge(self, outputs, concat_shapes([t.shape for t in outputs]), scope, name)
+        if self.merge_name is None:
+            return engine.merge(self, outputs, concat_shapes([t.shape for t in outputs]), scope, name)
+        row = f"{name}.{self.merge_name}"  # DenseNet: the layer's module is its new features, the concat is not
+        out = engine.merge(self, outputs, concat_shapes([t.shape for t in outputs]), scope, row)
+        engine.remember(row, out)
+        return out
 
     def forward(self, ops, xs, params, step):  # the block's own row: the concat
         return ops.concat(xs)
@@ -125,3 +136,119 @@ class DepthwiseSeparable(Composite):
             conv._path = self.path
             x = engine.step(conv, x, inner)
         return x
+
+
+class Sequence(Composite):
+    """A plain named group (a fire module, an inverted residual): one name for its layers, one
+    `--depth 0` row, one `check` answer, and no repetition number in the names."""
+
+    kind: ClassVar[str] = "sequence"
+    family: ClassVar[str] = "block"
+    primary: ClassVar[str] = "layers"
+    layers: list[Any] = Field(description="the layers, in order")
+
+    def row_count(self) -> int:
+        return sum(layer.row_count() for layer in self.layers)
+
+    def children(self):
+        return list(self.layers)
+
+    def walk(self, engine, x, scope, name):
+        return engine.sequence(self.layers, x, scope.child(name, self.kind))
+
+
+class SqueezeExcitation(Composite):
+    """Squeeze-and-excitation as torchvision's SqueezeExcitation: avgpool (to 1) -> fc1 (1x1 conv,
+    C -> S) -> activation -> fc2 (1x1 conv, S -> C) -> scale_activation, then the block's own row
+    multiplies the input by that gate. Equal to writing those layers and a `mul` out."""
+
+    kind: ClassVar[str] = "se"
+    family: ClassVar[str] = "se"
+    squeeze_channels: PosInt | None = Field(None, description="S, the channels of the squeeze (fc1's output)")
+    reduction: PosInt | None = Field(None, description="S = C // reduction, at least 1 (give this or squeeze_channels)")
+    activation: str = Field("relu", description="the activation between fc1 and fc2 (an element-wise kind: relu, silu, ...)")
+    gate: str = Field("sigmoid", description="scale_activation: sigmoid, or hardsigmoid (MobileNetV3)")
+    multiplies_inputs: ClassVar[bool] = True  # its own row: input x gate
+
+    def row_count(self) -> int:
+        return 6
+
+    def squeeze(self, channels: int) -> int:
+        if (self.squeeze_channels is None) == (self.reduction is None):
+            raise ShapeError("`se` needs exactly one of `squeeze_channels` and `reduction`")
+        return self.squeeze_channels or max(1, channels // self.reduction)
+
+    def expand(self, channels: int) -> list:
+        activation, gate = _elementwise(self.activation, "activation"), _elementwise(self.gate, "gate")
+        pool = KINDS["adaptive_avgpool"](name="avgpool", output=1)
+        squeezed = self.squeeze(channels)
+        return [pool, Conv(name="fc1", filters=squeezed, kernel=1), activation(name="activation"),
+                Conv(name="fc2", filters=channels, kernel=1), gate(name="scale_activation")]
+
+    def walk(self, engine, x, scope, name):
+        inner = scope.child(name, self.kind)
+        engine.pin(x)
+        scale = x
+        for layer in self.expand(x.shape[0]):
+            layer._path = self.path
+            scale = engine.step(layer, scale, inner)
+        engine.unpin(x)
+        return engine.merge(self, [x, scale], broadcast_shapes([x.shape, scale.shape], "multiply", " x "), scope, name)
+
+    def reduction_length(self, step):
+        return 2
+
+    def forward(self, ops, xs, params, step):  # the block's own row: input x gate
+        return ops.mul(xs[0], xs[1])
+
+
+def _elementwise(kind: str, key: str):
+    cls = KINDS.get(kind)
+    if cls is None or not issubclass(cls, Elementwise) or any(f.is_required() for f in cls.model_fields.values()):
+        raise ShapeError(f"`se.{key}` must name an element-wise kind without required keys (relu, silu, "
+                         f"sigmoid, hardsigmoid, ...), not `{kind}`")
+    return cls
+
+
+class Split(Composite):
+    """torch.split / torch.chunk on channels: one row per piece, named by `names`, so later layers
+    take a piece with `from` (ShuffleNetV2's x1, x2). The chain goes on from the last piece."""
+
+    kind: ClassVar[str] = "split"
+    family: ClassVar[str] = "split"
+    names: Annotated[list[str], Len(1, None)] = Field(description="the names of the pieces, in channel order")
+    sizes: Annotated[list[PosInt], Len(1, None)] | None = Field(None, description="channels of each piece (torch.split)")
+    chunks: PosInt | None = Field(None, description="number of pieces as torch.chunk cuts them: ceil(C / chunks) "
+                                                    "channels each, the last smaller")
+
+    def row_count(self) -> int:
+        return len(self.names)
+
+    def pieces(self, channels: int) -> list[int]:
+        if (self.sizes is None) == (self.chunks is None):
+            raise ShapeError("`split` needs exactly one of `sizes` and `chunks`")
+        if self.sizes is not None:
+            if sum(self.sizes) != channels:
+                raise ShapeError(f"`sizes` {self.sizes} add up to {sum(self.sizes)}, but the input has {channels} channels")
+            pieces = list(self.sizes)
+        else:
+            size = math.ceil(channels / self.chunks)
+            pieces = [size] * (channels // size) + ([channels % size] if channels % size else [])
+        if len(pieces) != len(self.names):
+            raise ShapeError(f"{channels} channels split into {len(pieces)} pieces ({pieces}), "
+                             f"but `names` gives {len(self.names)}")
+        return pieces
+
+    def walk(self, engine, x, scope, name):
+        start, out = 0, x
+        for piece, written in zip(self.pieces(x.shape[0]), self.names):
+            shape = (piece, *x.shape[1:])
+            outcome = Outcome(shape=shape, hyper={"channels": (start, start + piece)})
+            out = engine.emit(self, [x], outcome, scope, f"{scope.prefix}{written}", kind="split")
+            engine.remember(f"{scope.prefix}{written}", out)
+            start += piece
+        return out
+
+    def forward(self, ops, xs, params, step):  # one row: its piece of the channels
+        start, stop = step.hyper["channels"]
+        return xs[0][:, start:stop]

@@ -7,11 +7,14 @@ from pydantic import Field
 
 from ..explain import linear_lines
 from ..formulas import prod
-from .base import GLOBAL, Leaf, Outcome, Param, PosInt, largest_row_l1
+from .base import GLOBAL, Formula, Leaf, Outcome, Param, PosInt, largest_row_l1
 
 
 class Linear(Leaf):
-    """Fully connected. A non-flat input is flattened first, as the lecture's FC layer does."""
+    """Fully connected. A non-flat input is flattened first, as the lecture's FC layer does; with
+    `flatten: false` it applies to the last axis alone, [..., C] -> [..., features], as nn.Linear
+    on a channels-last tensor (ConvNeXt's MLP): every position by itself, so the receptive field
+    is unchanged. On a flat input [C] both are the same layer."""
 
     kind: ClassVar[str] = "linear"
     gpu_math: ClassVar[str] = "matmul"
@@ -21,8 +24,16 @@ class Linear(Leaf):
     bias: bool = Field(True, description="whether each output has a bias")
     weights: list | str | None = Field(None, description="explicit [out, in] weights for `cnncalc run` (list or path)")
     biases: list | str | None = Field(None, description="explicit biases for `cnncalc run` (list or file path)")
+    flatten: bool = Field(True, description="flatten a non-flat input first; false: apply to the last axis alone "
+                                            "(nn.Linear on a channels-last tensor)")
+
+    def _last_axis(self, shape) -> bool:
+        """Whether the layer works on the last axis of a non-flat input (`flatten: false`)."""
+        return not self.flatten and len(shape) > 1
 
     def infer(self, shape, ctx):
+        if self._last_axis(shape):
+            return self._infer_last_axis(shape)
         n_in = prod(shape)
         weights = n_in * self.features
         return Outcome(
@@ -34,11 +45,33 @@ class Linear(Leaf):
             rf=GLOBAL,
         )
 
+    def _infer_last_axis(self, shape):
+        positions = prod(shape[:-1])  # each applies the same [features, C] matrix
+        weights = shape[-1] * self.features
+        return Outcome(
+            shape=(*shape[:-1], self.features),
+            weights=weights,
+            biases=self.features if self.bias else 0,
+            macs=positions * weights,
+            bias_muls=positions * self.features if self.bias else 0,
+        )
+
     def explain(self, step):
-        return linear_lines(prod(step.input_shape), self.features, self.bias)
+        if not self._last_axis(step.input_shape):
+            return linear_lines(prod(step.input_shape), self.features, self.bias)
+        c, f, n = step.input_shape[-1], self.features, prod(step.input_shape[:-1])
+        params = ("(C_in + 1)*C_out", f"({c} + 1)*{f}", str((c + 1) * f)) if self.bias else \
+            ("C_in*C_out", f"{c}*{f}", str(c * f))
+        lines = [Formula("last axis", "C_out", "", str(f)), Formula("params", *params, "params"),
+                 Formula("MACs", "positions*C_in*C_out", f"{n}*{c}*{f}", str(n * c * f), "macs")]
+        if self.bias:
+            lines.append(Formula("MULs with bias", "positions*(C_in + 1)*C_out", f"{n}*({c} + 1)*{f}",
+                                 str(n * (c + 1) * f), "muls_with_bias"))
+        return lines
 
     def tensors(self, step, x_shape):
-        features_in = prod(x_shape[1:])  # a non-flat input is flattened first
+        # the last axis with `flatten: false`, else all of a sample: a non-flat input is flattened first
+        features_in = x_shape[-1] if self._last_axis(x_shape[1:]) else prod(x_shape[1:])
         tensors = {"weight": Param((self.features, features_in), "he", features_in, "[out, in]")}
         if self.bias:
             tensors["bias"] = Param((self.features,), "bias", features_in, "[out]")
@@ -48,9 +81,11 @@ class Linear(Leaf):
         return largest_row_l1(arrays["weight"]) if "weight" in arrays else 1.0
 
     def reduction_length(self, step):
-        return max(1, prod(step.input_shape))
+        return max(1, step.input_shape[-1] if self._last_axis(step.input_shape) else prod(step.input_shape))
 
     def forward(self, ops, xs, params, step):
+        if self._last_axis(xs[0].shape[1:]):
+            return ops.linear_last(xs[0], params["weight"], params.get("bias"))
         return ops.linear(ops.flatten(xs[0]), params["weight"], params.get("bias"))
 
 

@@ -1,4 +1,5 @@
-"""Merges of named outputs (any DAG): element-wise `add` and channel `concat` (with U-Net's crop)."""
+"""Merges of named outputs (any DAG): element-wise `add` and `mul` (broadcasting as PyTorch does:
+squeeze-and-excitation multiplies [C, H, W] by [C, 1, 1]) and channel `concat` (with U-Net's crop)."""
 from __future__ import annotations
 
 from typing import Annotated, ClassVar
@@ -37,6 +38,26 @@ class Add(Merge):
         return total
 
 
+class Mul(Merge):
+    """Element-wise product: a gate (squeeze-and-excitation, attention) scales a feature map."""
+
+    kind: ClassVar[str] = "mul"
+    family: ClassVar[str] = "mul"
+    multiplies_inputs: ClassVar[bool] = True
+
+    def reduction_length(self, step):
+        return max(1, len(step.inputs))
+
+    def merge(self, shapes):
+        return broadcast_shapes(shapes, "multiply", " x ")
+
+    def forward(self, ops, xs, params, step):
+        product = xs[0]
+        for x in xs[1:]:
+            product = ops.mul(product, x)
+        return product
+
+
 class Concat(Merge):
     kind: ClassVar[str] = "concat"
     family: ClassVar[str] = "concat"
@@ -53,9 +74,24 @@ class Concat(Merge):
 
 
 def add_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-    if len(set(shapes)) != 1:
-        raise ShapeError("cannot add tensors of different shapes: " + " + ".join(str(list(s)) for s in shapes))
-    return shapes[0]
+    return broadcast_shapes(shapes, "add", " + ")
+
+
+def broadcast_shapes(shapes: list[tuple[int, ...]], verb: str, sign: str) -> tuple[int, ...]:
+    """PyTorch's broadcasting of per-sample shapes. The batch axes line up first, so the ranks must
+    be equal (PyTorch would pair the batch of the shorter tensor with a feature axis); on every
+    axis the sizes are equal or 1, and the result takes the larger."""
+    written = sign.join(str(list(s)) for s in shapes)
+    if len({len(s) for s in shapes}) != 1:
+        raise ShapeError(f"cannot {verb} tensors of different ranks: {written}; reshape or unsqueeze one first")
+    result = []
+    for sizes in zip(*shapes):
+        kept = {size for size in sizes if size != 1}
+        if len(kept) > 1:
+            raise ShapeError(f"cannot {verb} tensors of different shapes: {written} "
+                             "(they do not broadcast: on every axis the sizes must be equal, or 1)")
+        result.append(kept.pop() if kept else 1)
+    return tuple(result)
 
 
 def concat_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:

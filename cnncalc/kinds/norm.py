@@ -1,13 +1,83 @@
-"""Normalisation: batch norm and local response normalisation (AlexNet, VGG A-LRN)."""
+"""Normalisation: batch norm, layer norm, group norm, instance norm and local response
+normalisation (AlexNet, VGG A-LRN).
+
+Batch norm (at inference) and instance norm with running statistics scale each channel by fixed
+numbers; layer, group and instance norm otherwise take a mean and variance from the input itself,
+per sample, over the values named in the kind's worked formula (`n = ...`). The receptive field
+counts every kind here as element-wise, as the usual convention does for normalisation.
+"""
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Union
 
-from annotated_types import Gt
+from annotated_types import Gt, Len
 from pydantic import Field
 
-from .base import Leaf, Outcome, Param, PosInt
+from ..errors import ShapeError
+from ..explain import axis_names
+from .base import Formula, Leaf, Outcome, Param, PosInt, spatial_rank
+
+Eps = Annotated[float, Gt(0)]
+NormalizedShape = Union[PosInt, Annotated[list[PosInt], Len(1, 4)]]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def largest_abs(array) -> float:
+    """max |gamma|, or 1 when there is no scale."""
+    import numpy
+
+    return float(numpy.abs(array).max()) if array is not None and array.size else 1.0
+
+
+def fixed_statistics_gain(arrays: dict, eps: float) -> float:
+    """Running statistics make the layer affine: max |gamma| / sqrt(min running_var + eps)."""
+    var = arrays.get("running_var")
+    floor = float(var.min()) if var is not None and var.size else 1.0
+    return largest_abs(arrays.get("weight")) / math.sqrt(max(floor, 0.0) + eps)
+
+
+def input_statistics_gain(arrays: dict, eps: float, n: int) -> float:
+    """Statistics from the input: the slope of (x - mean)/sqrt(var + eps) over n values is at most
+    (2 + 0.39*(1 + sqrt(n - 1)))/sqrt(eps) in the max norm (largest for a nearly constant input,
+    whose variance is about eps), which (5 + sqrt(n))/(2*sqrt(eps)) bounds; times max |gamma|."""
+    return largest_abs(arrays.get("weight")) * (5 + math.sqrt(n)) / (2 * math.sqrt(eps))
+
+
+def input_statistics_rounding(n: int, eps: float) -> float:
+    """PyTorch computes x*a + (beta - mean*a), a = gamma/sqrt(var + eps): on a nearly constant input
+    |a| reaches |gamma|/sqrt(eps), and the rounding of x*a and mean*a (eps x |x| x |a| each) is
+    worth about 2/sqrt(eps) eps of the magnitude, besides the sqrt(n) of the sums (gamma about 1:
+    the seeded scale is at most 1.5, which the rule's safety factor covers)."""
+    return math.sqrt(n) + 2 / math.sqrt(eps)
+
+
+def per_channel(channels: int, affine: bool, bias: bool = True) -> dict[str, Param]:
+    """gamma and beta, one per channel, as PyTorch names them."""
+    tensors = {"weight": Param((channels,), "scale", layout="[C]")} if affine else {}
+    if affine and bias:
+        tensors["bias"] = Param((channels,), "shift", layout="[C]")
+    return tensors
+
+
+def params_line(symbol: str, numbers: str, count: int, affine: bool, bias: bool = True) -> list[Formula]:
+    """`params = 2*C = 2*64 = 128`: gamma (and beta) per normalised value; none without affine."""
+    if not affine:
+        return []
+    if not bias:
+        return [Formula("params", symbol, numbers if numbers != str(count) else "", str(count), "params")]
+    return [Formula("params", f"2*{symbol}", f"2*{numbers}", str(2 * count), "params")]
+
+
+def product_text(values) -> tuple[str, int]:
+    """(arithmetic, value) of a product: ("8*8", 64); one factor needs no arithmetic: ("", 8)."""
+    values = tuple(values)
+    return ("*".join(map(str, values)) if len(values) > 1 else ""), math.prod(values)
+
+
+def spatial_symbols(rank: int) -> str:
+    """H*W: the spatial axes' names, as the worked formulas write them."""
+    return "*".join(axis_names(rank))
 
 
 class BatchNorm(Leaf):
@@ -15,7 +85,7 @@ class BatchNorm(Leaf):
 
     kind: ClassVar[str] = "batchnorm"
     family: ClassVar[str] = "bn"
-    eps: Annotated[float, Gt(0)] = Field(1e-5, description="added to the variance")
+    eps: Eps = Field(1e-5, description="added to the variance")
     affine: bool = Field(True, description="whether gamma and beta are learned")
 
     def infer(self, shape, ctx):
@@ -32,12 +102,7 @@ class BatchNorm(Leaf):
 
     def float_gain(self, step, arrays):
         """max |gamma| / sqrt(var + eps)."""
-        import numpy
-
-        weight, var = arrays.get("weight"), arrays.get("running_var")
-        scale = float(numpy.abs(weight).max()) if weight is not None and weight.size else 1.0
-        floor = float(var.min()) if var is not None and var.size else 1.0
-        return scale / math.sqrt(max(floor, 0.0) + self.eps)
+        return fixed_statistics_gain(arrays, self.eps)
 
     def forward(self, ops, xs, params, step):
         return ops.batch_norm(xs[0], params["running_mean"], params["running_var"], params.get("weight"),
@@ -65,3 +130,183 @@ class LRN(Leaf):
 
     def forward(self, ops, xs, params, step):
         return ops.lrn(xs[0], self.size, self.alpha, self.beta, self.k)
+
+
+class LayerNorm(Leaf):
+    """Two forms. Without `normalized_shape`: over the C channels at every position of
+    [C, *spatial] (torchvision ConvNeXt's LayerNorm2d: channels last, nn.LayerNorm(C), back; on a
+    flat input, nn.LayerNorm(features)). With it: nn.LayerNorm(normalized_shape), over the last
+    axes of each sample, whose sizes must equal it (a channels-last block after a permute)."""
+
+    kind: ClassVar[str] = "layernorm"
+    family: ClassVar[str] = "ln"
+    primary: ClassVar[str] = "normalized_shape"
+    normalized_shape: NormalizedShape | None = Field(
+        None, description="the sizes of the last axes to normalise over, as PyTorch's LayerNorm; "
+                          "default: the channels at every position (ConvNeXt's LayerNorm2d)")
+    eps: Eps = Field(1e-5, description="added to the variance")
+    elementwise_affine: bool = Field(True, description="whether gamma (and beta) are learned, one per normalised value")
+    bias: bool = Field(True, description="whether beta is learned (with elementwise_affine)")
+
+    def normalized(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The sizes one mean and variance are taken over: C, or the last axes named by normalized_shape."""
+        if self.normalized_shape is None:
+            return shape[:1]
+        wanted = tuple(self.normalized_shape) if isinstance(self.normalized_shape, list) else (self.normalized_shape,)
+        tail = shape[len(shape) - len(wanted):] if len(wanted) <= len(shape) else None
+        if tail is None:
+            raise ShapeError(f"normalized_shape {list(wanted)} names {len(wanted)} axes but the input {list(shape)} "
+                             f"has only {len(shape)}")
+        if tail != wanted:
+            last = "last axis" if len(wanted) == 1 else f"last {len(wanted)} axes"
+            raise ShapeError(f"normalized_shape {list(wanted)} must equal the input's {last}, but the input "
+                             f"{list(shape)} ends in {list(tail)} (PyTorch's LayerNorm normalises the trailing axes)")
+        return wanted
+
+    def infer(self, shape, ctx):
+        sizes = self.normalized(shape)
+        learned = math.prod(sizes) if self.elementwise_affine else 0
+        over = "C" if self.normalized_shape is None else "last axis" if len(sizes) == 1 else f"last {len(sizes)} axes"
+        return Outcome(shape=shape, weights=learned, biases=learned if self.bias else 0,
+                       hyper={"over": over, "normalized_shape": sizes})
+
+    def explain(self, step):
+        sizes = step.hyper["normalized_shape"]
+        arithmetic, n = product_text(sizes)
+        if self.normalized_shape is None:
+            symbol = "C"
+            where = (f"the {n} channels at each position, as ConvNeXt's LayerNorm2d" if len(step.input_shape) > 1
+                     else f"the {n} features of each sample")
+        else:
+            symbol = "prod(normalized_shape)" if len(sizes) > 1 else "normalized_shape"
+            where = f"the {step.hyper['over']} {list(sizes)} of each sample"
+        return [Formula("n", symbol, arithmetic, f"{n} (values per mean and variance: {where})", "statistics"),
+                *params_line(symbol, arithmetic or str(n), n, self.elementwise_affine, self.bias)]
+
+    def tensors(self, step, x_shape):
+        if not self.elementwise_affine:
+            return {}
+        sizes = self.normalized(tuple(x_shape[1:]))  # from the actual input, as every kind's tensors
+        layout = "[C]" if self.normalized_shape is None else "normalized_shape"
+        tensors = {"weight": Param(sizes, "scale", layout=layout)}
+        if self.bias:
+            tensors["bias"] = Param(sizes, "shift", layout=layout)
+        return tensors
+
+    def float_gain(self, step, arrays):
+        return input_statistics_gain(arrays, self.eps, self.reduction_length(step))
+
+    def reduction_length(self, step):
+        return max(1, math.prod(step.hyper["normalized_shape"]))
+
+    def rounding_factor(self, step, n):
+        return input_statistics_rounding(n, self.eps)
+
+    def forward(self, ops, xs, params, step):
+        return ops.layer_norm(xs[0], tuple(step.hyper["normalized_shape"]), params.get("weight"), params.get("bias"),
+                              self.eps, over_channels=self.normalized_shape is None)
+
+
+class GroupNorm(Leaf):
+    """nn.GroupNorm: the channels split into `groups`, each group of each sample normalised over its
+    channels and positions; gamma and beta per channel."""
+
+    kind: ClassVar[str] = "groupnorm"
+    family: ClassVar[str] = "gn"
+    primary: ClassVar[str] = "groups"
+    groups: PosInt = Field(description="number of groups G the channels are split into (PyTorch's num_groups)")
+    eps: Eps = Field(1e-5, description="added to the variance")
+    affine: bool = Field(True, description="whether gamma and beta are learned")
+
+    def infer(self, shape, ctx):
+        channels = shape[0]
+        if channels % self.groups:
+            raise ShapeError(f"{channels} channels (C) cannot be split into {self.groups} groups: "
+                             "groupnorm needs C divisible by groups")
+        if channels // self.groups * math.prod(shape[1:]) == 1:
+            raise ShapeError(f"each of the {self.groups} groups of {list(shape)} holds one value, so its variance is "
+                             "always 0 (PyTorch refuses it: more than 1 value per group is needed); use fewer groups")
+        learned = channels if self.affine else 0
+        return Outcome(shape=shape, weights=learned, biases=learned, hyper={"groups": self.groups})
+
+    def explain(self, step):
+        shape = step.input_shape
+        symbols = "C/G" + (f"*{spatial_symbols(len(shape) - 1)}" if len(shape) > 1 else "")
+        arithmetic = "*".join([f"{shape[0]}/{self.groups}", *map(str, shape[1:])])
+        where = f"each group of {shape[0] // self.groups} channels of a sample"
+        return [Formula("n", symbols, arithmetic, f"{self.reduction_length(step)} (values per mean and variance: "
+                                                  f"{where})", "statistics"),
+                *params_line("C", str(shape[0]), shape[0], self.affine)]
+
+    def tensors(self, step, x_shape):
+        return per_channel(x_shape[1], self.affine)
+
+    def float_gain(self, step, arrays):
+        return input_statistics_gain(arrays, self.eps, self.reduction_length(step))
+
+    def reduction_length(self, step):
+        return max(1, step.input_shape[0] // self.groups * math.prod(step.input_shape[1:]))
+
+    def rounding_factor(self, step, n):
+        return input_statistics_rounding(n, self.eps)
+
+    def forward(self, ops, xs, params, step):
+        return ops.group_norm(xs[0], self.groups, params.get("weight"), params.get("bias"), self.eps)
+
+
+class InstanceNorm(Leaf):
+    """nn.InstanceNorm1d/2d/3d in eval mode: each channel of each sample normalised over its positions;
+    with track_running_stats, by the running mean and variance instead (as PyTorch in eval mode),
+    which count as non-trainable parameters (as batch norm's)."""
+
+    kind: ClassVar[str] = "instancenorm"
+    family: ClassVar[str] = "in"
+    eps: Eps = Field(1e-5, description="added to the variance")
+    affine: bool = Field(False, description="whether gamma and beta are learned (PyTorch's default: no)")
+    track_running_stats: bool = Field(False, description="whether running mean and variance are kept and used "
+                                                         "at inference (PyTorch's default: no)")
+
+    def infer(self, shape, ctx):
+        spatial_rank(shape, "instancenorm")
+        channels = shape[0]
+        if not self.track_running_stats and math.prod(shape[1:]) == 1:
+            raise ShapeError(f"instancenorm takes each channel's mean and variance over its positions, and "
+                             f"{list(shape)} has one (PyTorch refuses it); set track_running_stats: true or "
+                             "normalise a larger map")
+        learned = channels if self.affine else 0
+        return Outcome(shape=shape, weights=learned, biases=learned,
+                       buffers=2 * channels if self.track_running_stats else 0)
+
+    def explain(self, step):
+        shape = step.input_shape
+        if self.track_running_stats:
+            statistics = Formula("n", "", "", "1 (each channel is scaled by its running mean and variance, "
+                                              "as PyTorch in eval mode)", "statistics")
+        else:
+            arithmetic, n = product_text(shape[1:])
+            statistics = Formula("n", spatial_symbols(len(shape) - 1), arithmetic,
+                                 f"{n} (values per mean and variance: each channel of a sample)", "statistics")
+        return [statistics, *params_line("C", str(shape[0]), shape[0], self.affine)]
+
+    def tensors(self, step, x_shape):
+        channels = x_shape[1]
+        tensors = {}
+        if self.track_running_stats:
+            tensors = {"running_mean": Param((channels,), "zeros", layout="[C]"),
+                       "running_var": Param((channels,), "ones", layout="[C]")}
+        return {**tensors, **per_channel(channels, self.affine)}
+
+    def float_gain(self, step, arrays):
+        if self.track_running_stats:
+            return fixed_statistics_gain(arrays, self.eps)
+        return input_statistics_gain(arrays, self.eps, self.reduction_length(step))
+
+    def reduction_length(self, step):
+        return 1 if self.track_running_stats else max(1, math.prod(step.input_shape[1:]))
+
+    def rounding_factor(self, step, n):
+        return math.sqrt(n) if self.track_running_stats else input_statistics_rounding(n, self.eps)
+
+    def forward(self, ops, xs, params, step):
+        return ops.instance_norm(xs[0], params.get("running_mean"), params.get("running_var"), params.get("weight"),
+                                 params.get("bias"), self.eps)

@@ -24,31 +24,40 @@ class Upsample(Leaf):
     family: ClassVar[str] = "upsample"
     primary: ClassVar[str] = "scale_factor"
     scale_factor: Scale | None = Field(None, description="multiplier per axis (output = floor(input * scale))")
-    size: Axes | None = Field(None, description="output size per axis (instead of scale_factor)")
+    size: Axes | str | None = Field(None, description="output size per axis (instead of scale_factor), or the name of "
+                                                     "an earlier output whose size to take (`input`: FCN's resize back)")
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = Field("nearest", description="interpolation")
 
     def infer(self, shape, ctx):
         rank = spatial_rank(shape, "upsample")
         if (self.scale_factor is None) == (self.size is None):
             raise ShapeError("upsample needs exactly one of `scale_factor` and `size`")
-        out_sizes, scales = self._sizes(shape)
+        size = self.size
+        if isinstance(size, str):
+            size = list(ctx.spatial_size(size))
+            if len(size) != rank:
+                raise ShapeError(f"`size: {self.size}` has {len(size)} spatial axes but the input has {rank}")
+        out_sizes, scales = self._sizes(shape, size)
         out = (shape[0], *out_sizes)
         check_positive(out, "the scale factor shrinks the input to nothing")
         extent = 1 if self.mode == "nearest" else 2
-        return Outcome(shape=out, rf=tuple(RFStep(extent, 1 / s, (1 / s - 1) / 2) for s in scales),
-                       hyper={"scale": tuple(float(s) for s in scales)})
+        hyper = {"scale": tuple(float(s) for s in scales)}
+        if size is not None:
+            hyper["size"] = out_sizes
+        return Outcome(shape=out, rf=tuple(RFStep(extent, 1 / s, (1 / s - 1) / 2) for s in scales), hyper=hyper)
 
-    def _sizes(self, shape) -> tuple[tuple[int, ...], list[Fraction]]:
-        """Output sizes and exact scales: `size` as given, or floor(input * scale_factor) as PyTorch."""
+    def _sizes(self, shape, size=None) -> tuple[tuple[int, ...], list[Fraction]]:
+        """Output sizes and exact scales: ``size`` (resolved) as given, or floor(input * scale_factor) as PyTorch."""
         rank = len(shape) - 1
-        if self.size is not None:
-            out_sizes = per_axis(self.size, rank, "size")
+        if size is not None:
+            out_sizes = per_axis(size, rank, "size")
             return out_sizes, [Fraction(o, i) for o, i in zip(out_sizes, shape[1:])]
         scales = [Fraction(s).limit_denominator(10**6) for s in per_axis(self.scale_factor, rank, "scale_factor")]
         return tuple(math.floor(i * s) for i, s in zip(shape[1:], scales)), scales
 
     def explain(self, step):
-        out_sizes, scales = self._sizes(step.input_shape)
+        size = step.hyper.get("size")
+        out_sizes, scales = self._sizes(step.input_shape, None if size is None else list(size))
         return upsample_lines(step.input_shape[1:], scales, out_sizes, self.size is not None)
 
     def float_gain(self, step, arrays):
@@ -68,8 +77,9 @@ class Upsample(Leaf):
 
     def forward(self, ops, xs, params, step):
         rank = xs[0].ndim - 2
-        return ops.upsample(xs[0], size=_all_axes(self.size, rank), scale_factor=_all_axes(self.scale_factor, rank),
-                            mode=self.mode)
+        size = step.hyper.get("size")
+        return ops.upsample(xs[0], size=None if size is None else tuple(size),
+                            scale_factor=_all_axes(self.scale_factor, rank), mode=self.mode)
 
 
 class Unpool(Leaf):

@@ -35,6 +35,8 @@ def hyper_text(row: LayerRow, layout: str = "chw") -> str:
             continue
         values = tuple(value)
         parts.append(letter + (str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))))
+    if "over" in hyper:  # layernorm: which values share a mean and variance
+        parts.append("over C" if hyper["over"] == "C" else "over " + "x".join(map(str, hyper["normalized_shape"])))
     if hyper.get("groups", 1) != 1:
         parts.append(f"g{hyper['groups']}")
     if "output" in hyper:

@@ -44,7 +44,10 @@ def _md_cell(column: Column, row, report: Report) -> str:
 def shape_of(report: Report) -> str:
     from .columns import shape_text
 
-    return shape_text(report.input_shape, report.layout) + f" ({report.layout})"
+    if len(report.inputs) == 1:
+        return shape_text(report.input_shape, report.layout) + f" ({report.layout})"
+    return ", ".join(f"{name} {shape_text(shape, report.layout)}" for name, shape in report.inputs.items()) \
+        + f" ({report.layout})"
 
 
 def totals_lines(report: Report) -> list[str]:

@@ -20,7 +20,7 @@ from .loader import DataPath, SourceMap, format_path
 from .shorthand import canonical_kind, parse_one_line, parse_vgg
 
 META_KEYS = ("name", "from", "expect")
-TOP_KEYS = ("name", "description", "input", "layout", "rounding", "layers", "budgets", "input_values")
+TOP_KEYS = ("name", "description", "input", "inputs", "layout", "rounding", "layers", "budgets", "input_values")
 ROUNDINGS = ("floor", "ceil", "strict")
 BUDGET_KEYS = ("max_params", "max_macs", "max_memory")
 MAX_NESTING = 32  # composites inside composites
@@ -32,7 +32,7 @@ class Spec:
     """A validated network description. Shapes are [C, *spatial]."""
 
     name: str
-    input: tuple[int, ...]
+    input: tuple[int, ...]  # the first input: what the first layer reads
     layers: list[Layer]
     layout: str = DEFAULT_LAYOUT  # how shapes are shown: the chosen layout, else the input string's reading
     rounding: str | None = None  # the convention the network is written for; commands' options win
@@ -42,6 +42,15 @@ class Spec:
     source: SourceMap = field(default_factory=SourceMap)
     notes: list[Finding] = field(default_factory=list)  # how an input string was read, when that needs saying
     chosen_layout: str | None = None  # the layout the spec or the command line chose; None: nobody did
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input, the first first
+
+    def __post_init__(self):
+        self.inputs = self.inputs or {"input": self.input}
+
+    def with_input(self, shape: tuple[int, ...], **changes) -> "Spec":
+        """The spec with its first input replaced (the command line's `--input`)."""
+        first = next(iter(self.inputs))
+        return replace(self, input=shape, inputs={**self.inputs, first: shape}, **changes)
 
     @property
     def file(self) -> str | None:
@@ -60,8 +69,11 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     unknown = [key for key in data if key not in TOP_KEYS]
     if unknown:
         raise SpecError(_unknown_key_message("the spec", unknown[0], TOP_KEYS), source.locate((unknown[0],)))
+    if "input" in data and "inputs" in data:
+        raise SpecError("give `input` (one network input) or `inputs` (several, by name), not both",
+                        source.locate(("inputs",)))
     for key in ("input", "layers"):
-        if key not in data:
+        if key not in data and not (key == "input" and "inputs" in data):
             raise SpecError(f"the spec has no `{key}`", source.locate(()))
     declared = data.get("layout")
     if declared is not None and declared not in LAYOUT_KEYS:
@@ -78,21 +90,39 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     layers = builder.layer_list(data["layers"], ("layers",), depth=0)
     if not layers:
         raise SpecError("`layers` is empty; list at least one layer", source.locate(("layers",)))
-    input_loc = source.locate(("input",))
-    reading = read_input(data["input"], declared or layout, input_loc)
+    readings = _inputs(data, declared or layout, source)
+    reading = next(iter(readings.values()))
+    notes = [Finding(source.locate(key), r.note) for key, r in readings.items() if r.note]
     return Spec(
         name=str(name),
         description=_optional_text(data, "description", source),
         input=reading.shape,
+        inputs={key[-1]: r.shape for key, r in readings.items()},
         layers=layers,
         layout=layout or declared or reading.layout,
         chosen_layout=layout or declared,
-        notes=[Finding(input_loc, reading.note)] if reading.note else [],
+        notes=notes,
         rounding=rounding,
         budgets=_budgets(data.get("budgets"), source),
         input_values=data.get("input_values"),
         source=source,
     )
+
+
+def _inputs(data: dict, layout: str | None, source: SourceMap) -> dict:
+    """data path -> ``Reading`` of every network input: `input`, or each entry of `inputs`."""
+    if "input" in data:
+        return {("input",): read_input(data["input"], layout, source.locate(("input",)))}
+    named = data["inputs"]
+    if not isinstance(named, dict) or not named:
+        raise SpecError("`inputs` must map names to shapes, e.g. {image: 3x224x224, mask: 1x224x224}",
+                        source.locate(("inputs",)))
+    readings = {}
+    for name, value in named.items():
+        if not isinstance(name, str) or not name or name in ("input",):
+            raise SpecError(f"an input's name must be text other than `input`, not {name!r}", source.locate(("inputs",)))
+        readings[("inputs", name)] = read_input(value, layout, source.locate(("inputs", name)))
+    return readings
 
 
 def read_input(value: Any, layout: str | None, loc):
@@ -184,9 +214,11 @@ class _Builder:
         value = raw[written]
         value_path = path + (written,)
         cls = KINDS.get(kind)
-        if cls is None:
+        if cls is None and value is None and isinstance(written, str) and len(written.split()) > 1:
+            kind, args, arg_paths = self.string_entry(written, value_path)  # `{conv 32 k1, name: a}`
+        elif cls is None:
             raise self.fail(_unknown_kind_message(str(written)), value_path)
-        if isinstance(value, dict):
+        elif isinstance(value, dict):
             args, arg_paths = dict(value), {key: value_path + (key,) for key in value}
         elif value is None:
             args, arg_paths = {}, {}

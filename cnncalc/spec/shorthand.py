@@ -15,14 +15,26 @@ ALIASES = {
     "deconv": "conv_transpose", "convtranspose": "conv_transpose", "conv_t": "conv_transpose",
     "upconv": "conv_transpose", "bn": "batchnorm", "batch_norm": "batchnorm", "soft-max": "softmax",
     "leakyrelu": "leaky_relu", "gap": "global_avgpool", "dwsep": "depthwise_separable",
+    "block": "sequence", "chunk": "split", "multiply": "mul", "squeeze_excitation": "se",
+    "swish": "silu", "hard_swish": "hardswish", "hswish": "hardswish", "hard_sigmoid": "hardsigmoid",
+    "hsigmoid": "hardsigmoid", "logsoftmax": "log_softmax", "stochastic_depth": "drop_path",
+    "droppath": "drop_path", "layerscale": "layer_scale",
+    "view": "reshape", "shuffle": "channel_shuffle", "channelshuffle": "channel_shuffle",
+    "pixelshuffle": "pixel_shuffle", "pixelunshuffle": "pixel_unshuffle", "depth_to_space": "pixel_shuffle",
+    "space_to_depth": "pixel_unshuffle", "transpose": "permute",
+    "ln": "layernorm", "layer_norm": "layernorm", "layernorm2d": "layernorm", "gn": "groupnorm",
+    "group_norm": "groupnorm", "instance_norm": "instancenorm", "instancenorm1d": "instancenorm",
+    "instancenorm2d": "instancenorm", "instancenorm3d": "instancenorm",
 }
 VGG_CONV = re.compile(r"^conv(\d+)-(\d+)$", re.IGNORECASE)
 VGG_FC = re.compile(r"^fc-(\d+)$", re.IGNORECASE)
+SIGNED_SIZES = re.compile(r"-?\d+([x×,]-?\d+)*")  # sizes where one may be -1 (reshape, squeeze)
 
 
 def canonical_kind(word: str) -> str:
-    word = word.strip()
-    return ALIASES.get(word.lower(), word.lower() if word.lower() in ALIASES.values() else word)
+    """The kind a written word names: aliases resolved, case ignored (`PReLU`, `Conv`, `SiLU`)."""
+    word = word.strip().lower()
+    return ALIASES.get(word, word)
 
 
 def parse_vgg(text: str) -> tuple[str, dict] | None:
@@ -56,7 +68,7 @@ def _split_token(token: str, primary: str | None, text: str) -> tuple[str, objec
     if "=" in token:
         key, _, raw = token.partition("=")
         return key, _value(raw, text)
-    if split_sizes(token) is not None:
+    if split_sizes(token) is not None or SIGNED_SIZES.fullmatch(token):
         if primary is None:
             raise SpecError(f"`{text}`: this kind takes no bare number; write key=value")
         return primary, _value(token, text)
@@ -76,6 +88,8 @@ def _value(raw: str, text: str):
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
     numbers = split_sizes(raw)
+    if numbers is None and SIGNED_SIZES.fullmatch(raw):  # `squeeze -1`, `reshape 4,-1`
+        numbers = [int(part) for part in re.split(r"[x×,]", raw)]
     if numbers is None:
         try:
             return float(raw)
