@@ -31,6 +31,8 @@ COMMANDS = {
     "models": "cnncalc.commands.models:models",
     "verify": "cnncalc.commands.verify:verify",
     "run": "cnncalc.commands.run:run_command",
+    "import": "cnncalc.commands.importer:import_command",
+    "export": "cnncalc.commands.export:export",
 }
 
 

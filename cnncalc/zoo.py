@@ -35,7 +35,7 @@ def example_names() -> list[str]:
 
 
 def is_model_name(text: str) -> bool:
-    return bool(NAME.match(text)) and not text.endswith((".yaml", ".yml", ".json", ".toml"))
+    return bool(NAME.match(text)) and not text.endswith((".yaml", ".yml", ".json", ".toml", ".onnx"))
 
 
 def spec_path(source: str | Path) -> Path:

@@ -19,7 +19,7 @@ LENET = str(CASES / "lenet.yaml")
 
 
 def check(*args: str):
-    return CliRunner().invoke(cli, ["check", *args])
+    return CliRunner(env={"COLUMNS": "250"}).invoke(cli, ["check", *args])  # the width a pipe gets, whatever runs the tests
 
 
 def verdicts(result) -> list[tuple]:

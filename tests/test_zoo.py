@@ -356,3 +356,27 @@ def test_meta_device_counts_like_a_real_forward(ref, key, shape):
             model(torch.zeros(1, *shape, device=device))
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+# The zoo nets whose new kinds (the SE multiply, split and shuffle, layer scale, layer norm,
+# permute) must really run: a small forward pass in NumPy and in torch, every row's shape checked.
+RUNS_NEW_KINDS = ["shufflenet_v2_x1_0", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "regnet_y_400mf"]
+
+
+@pytest.mark.parametrize("stem", RUNS_NEW_KINDS)
+def test_new_kinds_run_forward_in_numpy_and_torch(stem):
+    pytest.importorskip("torch")
+    from dataclasses import replace
+
+    from cnncalc.api import analyze_spec
+    from cnncalc.backends.forward import compare_outputs, run_forward
+    from cnncalc.backends.registry import load_backend
+
+    spec = cnncalc.load_spec(SPECS / f"{stem}.yaml").with_input((3, 32, 32))
+    plan = analyze_spec(replace(spec, rounding=None), rounding="floor").plan
+    kinds = {step.kind for step in plan.steps}
+    assert kinds & {"mul", "split", "channel_shuffle", "layer_scale", "layernorm"}, kinds
+    ours = run_forward(plan, load_backend("numpy"), keep=lambda step: True)
+    theirs = run_forward(plan, load_backend("torch"), keep=lambda step: True)
+    assert all(r.ok for r in ours + theirs) and len(ours) == len(plan.steps)
+    assert all(d.ok for d in compare_outputs(ours, theirs, 1e-3))

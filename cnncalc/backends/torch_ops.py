@@ -110,6 +110,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
 
 def lrn(x, size, alpha=1e-4, beta=0.75, k=1.0):
     flat = x.dim() < 3  # F.local_response_norm wants a spatial axis
+    x = x.contiguous()  # its 5-D path views the input, which fails on a permuted tensor
     out = F.local_response_norm(x.unsqueeze(-1) if flat else x, size, alpha, beta, k)
     return out.squeeze(-1) if flat else out
 

@@ -8,7 +8,7 @@ from annotated_types import Ge, Lt
 from pydantic import Field
 
 from ..errors import ShapeError
-from .base import Constant, Elementwise, Formula, Leaf, Outcome, PosInt
+from .base import Constant, Elementwise, Formula, Leaf, Outcome, PosInt, PyTorchCode, py_arguments, unless
 
 
 class Dropout(Elementwise):
@@ -16,6 +16,9 @@ class Dropout(Elementwise):
     family: ClassVar[str] = "dropout"
     primary: ClassVar[str] = "p"
     p: Annotated[float, Ge(0), Lt(1)] = Field(0.5, description="probability of zeroing an element")
+
+    def pytorch(self, step):
+        return PyTorchCode(f"nn.Dropout(p={self.p!r})")
 
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
@@ -30,6 +33,11 @@ class DropPath(Elementwise):
     p: Annotated[float, Ge(0), Lt(1)] = Field(description="probability of dropping the whole branch in training")
     mode: Literal["row", "batch"] = Field("row", description="row: per sample; batch: the whole batch at once")
 
+    def pytorch(self, step):
+        """StochasticDepth, written into the file (torchvision.ops has it; the file needs PyTorch alone)."""
+        return PyTorchCode("StochasticDepth(" + py_arguments(self.p, self.mode) + ")",
+                           helpers=(("StochasticDepth", STOCHASTIC_DEPTH),))
+
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
 
@@ -37,6 +45,10 @@ class DropPath(Elementwise):
 class Activation(Elementwise):
     family: ClassVar[str] = ""  # default names use the kind: relu1, tanh2
     op: ClassVar[str]  # the op interface's function of the one input
+    torch_module: ClassVar[str] = ""  # its PyTorch module, e.g. nn.ReLU()
+
+    def pytorch(self, step):
+        return PyTorchCode(self.torch_module)
 
     def forward(self, ops, xs, params, step):
         return getattr(ops, self.op)(xs[0])
@@ -44,6 +56,7 @@ class Activation(Elementwise):
 
 class ReLU(Activation):
     kind: ClassVar[str] = "relu"
+    torch_module: ClassVar[str] = "nn.ReLU()"
     op: ClassVar[str] = "relu"
 
 
@@ -55,12 +68,16 @@ class LeakyReLU(Activation):
     def float_gain(self, step, arrays):
         return max(1.0, abs(self.negative_slope))
 
+    def pytorch(self, step):
+        return PyTorchCode(f"nn.LeakyReLU({self.negative_slope!r})")
+
     def forward(self, ops, xs, params, step):
         return ops.leaky_relu(xs[0], self.negative_slope)
 
 
 class Sigmoid(Activation):
     kind: ClassVar[str] = "sigmoid"
+    torch_module: ClassVar[str] = "nn.Sigmoid()"
     op: ClassVar[str] = "sigmoid"
     saturating: ClassVar[bool] = True
 
@@ -70,17 +87,20 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     kind: ClassVar[str] = "tanh"
+    torch_module: ClassVar[str] = "nn.Tanh()"
     op: ClassVar[str] = "tanh"
     saturating: ClassVar[bool] = True
 
 
 class ReLU6(Activation):
     kind: ClassVar[str] = "relu6"
+    torch_module: ClassVar[str] = "nn.ReLU6()"
     op: ClassVar[str] = "relu6"
 
 
 class GELU(Activation):
     kind: ClassVar[str] = "gelu"
+    torch_module: ClassVar[str] = "nn.GELU()"
     op: ClassVar[str] = "gelu"
 
     def float_gain(self, step, arrays):
@@ -89,6 +109,7 @@ class GELU(Activation):
 
 class Softmax(Activation):
     kind: ClassVar[str] = "softmax"
+    torch_module: ClassVar[str] = "nn.Softmax(dim=1)"
 
     def float_gain(self, step, arrays):
         return 0.5  # the largest max-norm gain of its Jacobian
@@ -104,6 +125,7 @@ class SiLU(Activation):
     """x * sigmoid(x), also called swish."""
 
     kind: ClassVar[str] = "silu"
+    torch_module: ClassVar[str] = "nn.SiLU()"
     op: ClassVar[str] = "silu"
 
     def float_gain(self, step, arrays):
@@ -112,6 +134,7 @@ class SiLU(Activation):
 
 class Hardswish(Activation):
     kind: ClassVar[str] = "hardswish"
+    torch_module: ClassVar[str] = "nn.Hardswish()"
     op: ClassVar[str] = "hardswish"
 
     def float_gain(self, step, arrays):
@@ -120,6 +143,7 @@ class Hardswish(Activation):
 
 class Hardsigmoid(Activation):
     kind: ClassVar[str] = "hardsigmoid"
+    torch_module: ClassVar[str] = "nn.Hardsigmoid()"
     op: ClassVar[str] = "hardsigmoid"
     saturating: ClassVar[bool] = True
 
@@ -129,6 +153,7 @@ class Hardsigmoid(Activation):
 
 class Mish(Activation):
     kind: ClassVar[str] = "mish"
+    torch_module: ClassVar[str] = "nn.Mish()"
     op: ClassVar[str] = "mish"
 
     def float_gain(self, step, arrays):
@@ -143,12 +168,16 @@ class ELU(Activation):
     def float_gain(self, step, arrays):
         return max(1.0, abs(self.alpha))  # the negative part's slope is at most |alpha|
 
+    def pytorch(self, step):
+        return PyTorchCode("nn.ELU(" + py_arguments(alpha=unless(self.alpha, 1.0)) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.elu(xs[0], self.alpha)
 
 
 class SELU(Activation):
     kind: ClassVar[str] = "selu"
+    torch_module: ClassVar[str] = "nn.SELU()"
     op: ClassVar[str] = "selu"
 
     def float_gain(self, step, arrays):
@@ -157,6 +186,7 @@ class SELU(Activation):
 
 class LogSoftmax(Activation):
     kind: ClassVar[str] = "log_softmax"
+    torch_module: ClassVar[str] = "nn.LogSoftmax(dim=1)"
 
     def float_gain(self, step, arrays):
         return 2.0  # the largest max-norm of its Jacobian, I - softmax
@@ -194,5 +224,27 @@ class PReLU(Leaf):
         steepest = float(abs(weight).max()) if weight is not None and weight.size else abs(self.init)
         return max(1.0, steepest)
 
+    def pytorch(self, step):
+        return PyTorchCode("nn.PReLU(" + py_arguments(num_parameters=unless(self.num_parameters, 1),
+                                                       init=unless(self.init, 0.25)) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.prelu(xs[0], params["weight"])
+
+
+STOCHASTIC_DEPTH = '''\
+# Stochastic depth (torchvision.ops.StochasticDepth), defined here so the file needs PyTorch alone:
+# in training it drops the residual branch for whole samples ("row") or the whole batch ("batch")
+# and rescales the rest; at inference (model.eval()) it is the identity.
+class StochasticDepth(nn.Module):
+    def __init__(self, p, mode):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+'''

@@ -110,6 +110,75 @@ class Constant(Param):
     value: float = 0.0
 
 
+@dataclass(frozen=True)
+class PyTorchCode:
+    """How one row is written in an exported PyTorch file (`cnncalc export --to pytorch`).
+
+    ``module``: the constructor of the submodule that carries the row's name, e.g.
+    ``nn.Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)``; None for a
+    row computed in ``forward`` alone (add, concat, flatten, permute, a split piece). ``call``: the
+    forward expression, a template in which ``{m}`` is that submodule, ``{x}`` the first input,
+    ``{x0}``, ``{x1}``, ... each input and ``{xs}`` all of them, comma-separated. ``helpers``:
+    ``(name, source)`` of the small classes or functions the code needs where PyTorch has none
+    (LeNet-5's subsampling, a connection table), written once into the file. ``parameter``: instead
+    of a submodule, the constructor of an nn.Parameter set at the row's name on the module that
+    holds it (torchvision's ``CNBlock.layer_scale``); ``{m}`` is then that parameter."""
+
+    module: str | None = None
+    call: str = "{m}({x})"
+    helpers: tuple[tuple[str, str], ...] = ()
+    parameter: str | None = None
+
+
+def py_literal(value) -> str:
+    """A Python literal for a generated file: tuples as ``(3, 3)`` / ``(3,)``, lists as lists, floats
+    exactly (repr)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        items = ", ".join(py_literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # a valid Python string literal too
+    if isinstance(value, float) and not math.isfinite(value):
+        return f'float("{value}")'
+    return repr(value)
+
+
+def py_arguments(*positional, **keywords) -> str:
+    """``3, 64, kernel_size=(7, 7)``: the positional values, then the keywords whose value is not
+    the ``SKIP`` marker (a kind leaves out what equals PyTorch's default)."""
+    parts = [py_literal(v) for v in positional]
+    parts += [f"{key}={py_literal(v)}" for key, v in keywords.items() if v is not SKIP]
+    return ", ".join(parts)
+
+
+SKIP = object()  # py_arguments: leave this keyword out (it is PyTorch's default)
+
+
+def unless(value, default):
+    """``value``, or SKIP when it equals PyTorch's ``default`` (a tuple default matches every axis)."""
+    if isinstance(value, (tuple, list)) and not isinstance(default, (tuple, list)):
+        return SKIP if all(v == default for v in value) else tuple(value)
+    return SKIP if value == default else value
+
+
+def torch_rank(shape: tuple[int, ...]) -> int:
+    """The N of PyTorch's ``nn.*Nd`` for a per-sample shape [C, *spatial]: its spatial axes, 1 when flat."""
+    return max(1, len(shape) - 1)
+
+
+def pad_arguments(pairs) -> tuple[int, ...]:
+    """(before, after) per axis -> the flat tuple F.pad and nn.ZeroPad*d take, last axis first."""
+    return tuple(amount for pair in reversed(tuple(pairs)) for amount in pair)
+
+
+def is_symmetric(pairs) -> bool:
+    return all(before == after for before, after in pairs)
+
+
 class Context(Protocol):
     """What a layer may ask of the engine while inferring."""
 
@@ -245,6 +314,18 @@ class Layer(BaseModel):
     def rounding_factor(self, step, n: int) -> float:
         """How many eps of the magnitude one output's rounding is worth: sqrt(n), a random walk."""
         return math.sqrt(n)
+
+    # How the row is written as PyTorch code (cnncalc/export/pytorch.py walks the plan and asks each row).
+    def pytorch(self, step) -> PyTorchCode:  # pragma: no cover - abstract
+        """The row as PyTorch code: its submodule's constructor (or None) and its forward expression,
+        from the row's normalised ``step.hyper`` and shapes (per sample, ``[C, *spatial]``)."""
+        raise NotImplementedError(f"{self.kind} cannot be written as PyTorch code")
+
+    def pytorch_state(self, step, arrays: dict) -> dict:
+        """The exported submodule's state_dict entries (names relative to it; "" for a row written as
+        a parameter) from the arrays that ``tensors`` describes; the same arrays by default, since
+        those use PyTorch's names and layouts."""
+        return dict(arrays)
 
     def forward(self, ops, xs: list, params: dict, step):  # pragma: no cover - abstract
         """The output array from the input arrays ``xs`` (``[N, C, *spatial]``), computed with the op

@@ -10,7 +10,7 @@ from pydantic import Field
 from ..errors import ShapeError
 from ..explain import axis_lines
 from ..formulas import half
-from .base import Formula, Leaf, Outcome, PosInt, RFStep, dims, spatial_rank
+from .base import Formula, Leaf, Outcome, PosInt, PyTorchCode, RFStep, dims, spatial_rank
 
 
 class ChannelShuffle(Leaf):
@@ -27,6 +27,10 @@ class ChannelShuffle(Leaf):
             raise ShapeError(f"channel_shuffle cannot split {shape[0]} channels into {self.groups} groups: "
                              "the channels must be divisible by `groups`")
         return Outcome(shape=shape, hyper={"groups": self.groups})
+
+    def pytorch(self, step):
+        """torchvision's channel_shuffle function (view, transpose, view), written into the file."""
+        return PyTorchCode(None, f"channel_shuffle({{x}}, {self.groups})", (("channel_shuffle", CHANNEL_SHUFFLE),))
 
     def forward(self, ops, xs, params, step):
         return ops.channel_shuffle(xs[0], self.groups)
@@ -64,6 +68,9 @@ class PixelShuffle(Leaf):
         return [Formula("C2", "C1/(r*r)", f"{c}/({r}*{r})", str(step.output_shape[0])),
                 *axis_lines([("{a}1*r", f"{i}*{r}", str(i * r)) for i in step.input_shape[1:]])]
 
+    def pytorch(self, step):
+        return PyTorchCode(f"nn.PixelShuffle({self.factor})")
+
     def forward(self, ops, xs, params, step):
         return ops.pixel_shuffle(xs[0], self.factor)
 
@@ -90,5 +97,17 @@ class PixelUnshuffle(Leaf):
         return [Formula("C2", "C1*r*r", f"{c}*{r}*{r}", str(step.output_shape[0])),
                 *axis_lines([("{a}1/r", f"{i}/{r}", str(i // r)) for i in step.input_shape[1:]])]
 
+    def pytorch(self, step):
+        return PyTorchCode(f"nn.PixelUnshuffle({self.factor})")
+
     def forward(self, ops, xs, params, step):
         return ops.pixel_unshuffle(xs[0], self.factor)
+
+
+CHANNEL_SHUFFLE = '''\
+# ShuffleNet's channel shuffle, as torchvision writes it: the channels split into `groups` and
+# interleaved (channel g*(C/G) + i goes to i*G + g).
+def channel_shuffle(x, groups):
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+'''

@@ -9,7 +9,7 @@ from annotated_types import Len
 from pydantic import Field
 
 from ..errors import ShapeError
-from .base import AXES_HELP, KINDS, Axes, Composite, Elementwise, NonNegInt, Outcome, Padding, PosInt
+from .base import AXES_HELP, KINDS, Axes, Composite, Elementwise, NonNegInt, Outcome, Padding, PosInt, PyTorchCode
 from .conv import Conv
 from .merge import add_shapes, broadcast_shapes, concat_shapes
 
@@ -69,6 +69,9 @@ class Residual(Composite):
     def reduction_length(self, step):
         return 2
 
+    def pytorch(self, step):  # the block's own row: the add
+        return PyTorchCode(None, "{x0} + {x1}")
+
     def forward(self, ops, xs, params, step):  # the block's own row: the add
         return ops.add(xs[0], xs[1])
 
@@ -102,6 +105,9 @@ class Branches(Composite):
         out = engine.merge(self, outputs, concat_shapes([t.shape for t in outputs]), scope, row)
         engine.remember(row, out)
         return out
+
+    def pytorch(self, step):  # the block's own row: the concat
+        return PyTorchCode(None, "torch.cat([{xs}], dim=1)")
 
     def forward(self, ops, xs, params, step):  # the block's own row: the concat
         return ops.concat(xs)
@@ -198,6 +204,9 @@ class SqueezeExcitation(Composite):
     def reduction_length(self, step):
         return 2
 
+    def pytorch(self, step):  # the block's own row: input x gate
+        return PyTorchCode(None, "{x0} * {x1}")
+
     def forward(self, ops, xs, params, step):  # the block's own row: input x gate
         return ops.mul(xs[0], xs[1])
 
@@ -248,6 +257,10 @@ class Split(Composite):
             engine.remember(f"{scope.prefix}{written}", out)
             start += piece
         return out
+
+    def pytorch(self, step):  # one row: its piece of the channels
+        start, stop = step.hyper["channels"]
+        return PyTorchCode(None, f"{{x}}[:, {start}:{stop}]")
 
     def forward(self, ops, xs, params, step):  # one row: its piece of the channels
         start, stop = step.hyper["channels"]

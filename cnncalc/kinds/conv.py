@@ -12,8 +12,9 @@ from pydantic import Field
 from ..errors import ShapeError
 from ..explain import conv_lines, size_lines, table_lines, transposed_lines, transposed_size_lines
 from ..formulas import Window, article, half, prod, same_padding, transposed_size
-from .base import (AXES_HELP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Padding, Param, PoolPadding, PosInt,
-                   RFStep, axes_text, check_positive, dims, largest_row_l1, pad_pairs, per_axis, spatial_rank)
+from .base import (AXES_HELP, SKIP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Padding, Param, PoolPadding, PosInt,
+                   PyTorchCode, RFStep, axes_text, check_positive, dims, is_symmetric, largest_row_l1, pad_arguments,
+                   pad_pairs, per_axis, py_arguments, py_literal, spatial_rank, unless)
 
 
 class ConvBase(Leaf):
@@ -119,6 +120,80 @@ class Conv(ConvBase):
         return tensors
 
 
+    def pytorch(self, step):
+        """nn.ConvNd; asymmetric padding (per-axis pairs, `same` with an odd leftover) as F.pad first.
+        A connection table becomes ConnectionTableConv, written into the file (PyTorch has none)."""
+        h, pads = step.hyper, step.hyper["padding"]
+        symmetric = is_symmetric(pads)
+        options = dict(kernel_size=tuple(h["kernel"]), stride=unless(h["stride"], 1),
+                       padding=unless(tuple(before for before, _ in pads), 0) if symmetric else SKIP,
+                       dilation=unless(h["dilation"], 1))
+        if self.connection_table is None:
+            module = (f"nn.Conv{len(step.input_shape) - 1}d("
+                      + py_arguments(step.input_shape[0], self.filters, **options, groups=unless(self.groups, 1),
+                                     bias=unless(self.bias, True)) + ")")
+            helpers = ()
+        else:
+            module = ("ConnectionTableConv(" + py_arguments(self.connection_table, **options,
+                                                            bias=unless(self.bias, True)) + ")")
+            helpers = (("ConnectionTableConv", CONNECTION_TABLE_CONV),)
+        call = "{m}({x})" if symmetric else "{m}(F.pad({x}, " + py_literal(pad_arguments(pads)) + "))"
+        return PyTorchCode(module, call, helpers)
+
+    def pytorch_state(self, step, arrays):
+        """A connection table's weights: ConnectionTableConv keeps, per group of filters that see the
+        same number of channels, only the connected ones ([filters, channels seen, *kernel])."""
+        if self.connection_table is None:
+            return dict(arrays)
+        import numpy
+
+        state = {f"weights.{i}": numpy.stack([arrays["weight"][k, self.connection_table[k]] for k in filters])
+                 for i, filters in enumerate(table_groups(self.connection_table))}
+        if "bias" in arrays:
+            state["bias"] = arrays["bias"]
+        return state
+
+
+def table_groups(table: list[list[int]]) -> list[list[int]]:
+    """The filters of a connection table grouped by how many channels each sees (fewest first),
+    as ConnectionTableConv holds them: each group is one grouped convolution."""
+    sizes = sorted({len(row) for row in table})
+    return [[k for k, row in enumerate(table) if len(row) == size] for size in sizes]
+
+
+CONNECTION_TABLE_CONV = '''\
+# LeNet-5's connection table (C3): PyTorch has no convolution whose filters each see a chosen
+# subset of the input channels, so it is defined here. Filters that see the same number of
+# channels form one grouped convolution over the channels they read: only the connected
+# weights exist, so the parameters and multiply-accumulates are the table's.
+class ConnectionTableConv(nn.Module):
+    def __init__(self, table, kernel_size, stride=1, padding=0, dilation=1, bias=True):
+        super().__init__()
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        sizes = sorted({len(row) for row in table})
+        self.filters = [[k for k, row in enumerate(table) if len(row) == size] for size in sizes]
+        self.channels = [[c for k in filters for c in table[k]] for filters in self.filters]
+        order = [k for filters in self.filters for k in filters]
+        self.order = sorted(range(len(order)), key=order.__getitem__)  # back to the table's filter order
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(len(filters), size, *kernel_size))
+                                        for filters, size in zip(self.filters, sizes))
+        self.bias = nn.Parameter(torch.empty(len(table))) if bias else None
+        for weight in self.weights:
+            nn.init.kaiming_uniform_(weight, a=5 ** 0.5)  # as nn.Conv2d
+        if self.bias is not None:  # as nn.Conv2d, by the widest filter's fan-in
+            bound = 1 / self.weights[-1][0].numel() ** 0.5
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        conv = (F.conv1d, F.conv2d, F.conv3d)[x.dim() - 3]
+        out = torch.cat([conv(x[:, channels], weight, None, self.stride, self.padding, self.dilation,
+                              groups=len(filters))
+                         for channels, filters, weight in zip(self.channels, self.filters, self.weights)], dim=1)
+        out = out[:, self.order]
+        return out if self.bias is None else out + self.bias.view(-1, *[1] * (x.dim() - 2))
+'''
+
+
 class ConvTranspose(ConvBase):
     kind: ClassVar[str] = "conv_transpose"
     family: ClassVar[str] = "convtranspose"
@@ -185,6 +260,21 @@ class ConvTranspose(ConvBase):
 
     def reduction_length(self, step):  # MACs per output is an average; the densest outputs see more
         return max(1, step.input_shape[0] // self.groups * prod(step.hyper["kernel"]))
+
+    def pytorch(self, step):
+        """nn.ConvTransposeNd; asymmetric padding: none in the module, the output cropped instead."""
+        h, pads = step.hyper, step.hyper["padding"]
+        symmetric = is_symmetric(pads)
+        module = (f"nn.ConvTranspose{len(step.input_shape) - 1}d("
+                  + py_arguments(step.input_shape[0], self.filters, kernel_size=tuple(h["kernel"]),
+                                 stride=unless(h["stride"], 1),
+                                 padding=unless(tuple(b for b, _ in pads), 0) if symmetric else SKIP,
+                                 output_padding=unless(h["output_padding"], 0), groups=unless(self.groups, 1),
+                                 bias=unless(self.bias, True), dilation=unless(h["dilation"], 1)) + ")")
+        if symmetric:
+            return PyTorchCode(module)
+        window = ", ".join(f"{before}:{before + size}" for (before, _), size in zip(pads, step.output_shape[1:]))
+        return PyTorchCode(module, "{m}({x})[:, :, " + window + "]")
 
     def forward(self, ops, xs, params, step):
         h = step.hyper

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import Elementwise
+from .base import Elementwise, PyTorchCode
 
 
 class Identity(Elementwise):
     kind: ClassVar[str] = "identity"
     family: ClassVar[str] = "identity"
+
+    def pytorch(self, step):
+        return PyTorchCode("nn.Identity()")
 
     def forward(self, ops, xs, params, step):
         return xs[0]

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..explain import linear_lines
 from ..formulas import prod
-from .base import GLOBAL, Formula, Leaf, Outcome, Param, PosInt, largest_row_l1
+from .base import GLOBAL, Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, largest_row_l1, py_arguments, unless
 
 
 class Linear(Leaf):
@@ -83,6 +83,14 @@ class Linear(Leaf):
     def reduction_length(self, step):
         return max(1, step.input_shape[-1] if self._last_axis(step.input_shape) else prod(step.input_shape))
 
+    def pytorch(self, step):
+        """nn.Linear: a non-flat input flattened first (torch.flatten), or on its last axis (`flatten: false`)."""
+        shape = step.input_shape
+        features_in = shape[-1] if self._last_axis(shape) else prod(shape)
+        module = "nn.Linear(" + py_arguments(features_in, self.features, bias=unless(self.bias, True)) + ")"
+        flattened = len(shape) > 1 and not self._last_axis(shape)
+        return PyTorchCode(module, "{m}(torch.flatten({x}, 1))" if flattened else "{m}({x})")
+
     def forward(self, ops, xs, params, step):
         if self._last_axis(xs[0].shape[1:]):
             return ops.linear_last(xs[0], params["weight"], params.get("bias"))
@@ -95,6 +103,9 @@ class Flatten(Leaf):
 
     def infer(self, shape, ctx):
         return Outcome(shape=(prod(shape),))
+
+    def pytorch(self, step):
+        return PyTorchCode(None, "torch.flatten({x}, 1)")
 
     def forward(self, ops, xs, params, step):
         return ops.flatten(xs[0])

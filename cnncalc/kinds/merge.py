@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..backends.common import crop_to_smallest
 from ..errors import ShapeError
-from .base import Leaf, dims
+from .base import Leaf, PyTorchCode, dims
 
 
 class Merge(Leaf):
@@ -31,6 +31,9 @@ class Add(Merge):
     def merge(self, shapes):
         return add_shapes(shapes)
 
+    def pytorch(self, step):
+        return PyTorchCode(None, " + ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
+
     def forward(self, ops, xs, params, step):
         total = xs[0]
         for x in xs[1:]:
@@ -51,6 +54,9 @@ class Mul(Merge):
     def merge(self, shapes):
         return broadcast_shapes(shapes, "multiply", " x ")
 
+    def pytorch(self, step):
+        return PyTorchCode(None, " * ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
+
     def forward(self, ops, xs, params, step):
         product = xs[0]
         for x in xs[1:]:
@@ -69,8 +75,25 @@ class Concat(Merge):
             shapes = [(s[0], *smallest) for s in shapes]
         return concat_shapes(shapes)
 
+    def pytorch(self, step):
+        """torch.cat on channels; with `crop`, centre_crop (written into the file) first, as U-Net."""
+        if not self.crop:
+            return PyTorchCode(None, "torch.cat([{xs}], dim=1)")
+        return PyTorchCode(None, "torch.cat(centre_crop([{xs}]), dim=1)", (("centre_crop", CENTRE_CROP),))
+
     def forward(self, ops, xs, params, step):
         return ops.concat(crop_to_smallest(xs) if self.crop else xs)
+
+
+CENTRE_CROP = '''\
+# U-Net's skip connections: every input centre-cropped to the smallest spatial size among them
+# (an odd extra position is cut at the end), so they can be concatenated on channels.
+def centre_crop(xs):
+    smallest = [min(sizes) for sizes in zip(*(x.shape[2:] for x in xs))]
+    return [x[(slice(None), slice(None)) + tuple(slice((have - want) // 2, (have - want) // 2 + want)
+                                                 for have, want in zip(x.shape[2:], smallest))]
+            for x in xs]
+'''
 
 
 def add_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..explain import axis_names
-from .base import Formula, Leaf, Outcome, Param, PosInt, spatial_rank
+from .base import Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, py_arguments, spatial_rank, torch_rank, unless
 
 Eps = Annotated[float, Gt(0)]
 NormalizedShape = Union[PosInt, Annotated[list[PosInt], Len(1, 4)]]
@@ -104,6 +104,12 @@ class BatchNorm(Leaf):
         """max |gamma| / sqrt(var + eps)."""
         return fixed_statistics_gain(arrays, self.eps)
 
+    def pytorch(self, step):
+        """nn.BatchNormNd (1d for a flat input): gamma and beta parameters, running statistics buffers."""
+        return PyTorchCode(f"nn.BatchNorm{torch_rank(step.input_shape)}d("
+                           + py_arguments(step.input_shape[0], eps=unless(self.eps, 1e-5),
+                                          affine=unless(self.affine, True)) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.batch_norm(xs[0], params["running_mean"], params["running_var"], params.get("weight"),
                               params.get("bias"), self.eps)
@@ -127,6 +133,16 @@ class LRN(Leaf):
 
     def reduction_length(self, step):
         return max(1, self.size)
+
+    def pytorch(self, step):
+        """nn.LocalResponseNorm; a flat input gets a spatial axis for it, as the backends do. On 2 or 3
+        spatial axes PyTorch views its input, which fails on a non-contiguous one (after a permute):
+        the call makes it contiguous (no copy when it already is)."""
+        module = "nn.LocalResponseNorm(" + py_arguments(self.size, alpha=unless(self.alpha, 1e-4),
+                                                         beta=unless(self.beta, 0.75), k=unless(self.k, 1.0)) + ")"
+        call = {1: "{m}({x}.unsqueeze(-1)).squeeze(-1)", 2: "{m}({x})"}.get(len(step.input_shape),
+                                                                         "{m}({x}.contiguous())")
+        return PyTorchCode(module, call)
 
     def forward(self, ops, xs, params, step):
         return ops.lrn(xs[0], self.size, self.alpha, self.beta, self.k)
@@ -202,6 +218,17 @@ class LayerNorm(Leaf):
     def rounding_factor(self, step, n):
         return input_statistics_rounding(n, self.eps)
 
+    def pytorch(self, step):
+        """nn.LayerNorm(normalized_shape); over the channels of a [C, *spatial] input, ChannelLayerNorm
+        (torchvision ConvNeXt's LayerNorm2d), written into the file."""
+        sizes = tuple(step.hyper["normalized_shape"])
+        options = dict(eps=unless(self.eps, 1e-5), elementwise_affine=unless(self.elementwise_affine, True),
+                       bias=unless(self.bias, True))
+        if self.normalized_shape is None and len(step.input_shape) > 1:
+            return PyTorchCode("ChannelLayerNorm(" + py_arguments(sizes[0], **options) + ")",
+                               helpers=(("ChannelLayerNorm", CHANNEL_LAYER_NORM),))
+        return PyTorchCode("nn.LayerNorm(" + py_arguments(sizes[0] if len(sizes) == 1 else sizes, **options) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.layer_norm(xs[0], tuple(step.hyper["normalized_shape"]), params.get("weight"), params.get("bias"),
                               self.eps, over_channels=self.normalized_shape is None)
@@ -249,6 +276,10 @@ class GroupNorm(Leaf):
 
     def rounding_factor(self, step, n):
         return input_statistics_rounding(n, self.eps)
+
+    def pytorch(self, step):
+        return PyTorchCode("nn.GroupNorm(" + py_arguments(self.groups, step.input_shape[0], eps=unless(self.eps, 1e-5),
+                                                           affine=unless(self.affine, True)) + ")")
 
     def forward(self, ops, xs, params, step):
         return ops.group_norm(xs[0], self.groups, params.get("weight"), params.get("bias"), self.eps)
@@ -307,6 +338,22 @@ class InstanceNorm(Leaf):
     def rounding_factor(self, step, n):
         return math.sqrt(n) if self.track_running_stats else input_statistics_rounding(n, self.eps)
 
+    def pytorch(self, step):
+        """nn.InstanceNormNd; in eval mode it uses the running statistics when it tracks them."""
+        return PyTorchCode(f"nn.InstanceNorm{len(step.input_shape) - 1}d("
+                           + py_arguments(step.input_shape[0], eps=unless(self.eps, 1e-5),
+                                          affine=unless(self.affine, False),
+                                          track_running_stats=unless(self.track_running_stats, False)) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.instance_norm(xs[0], params.get("running_mean"), params.get("running_var"), params.get("weight"),
                                  params.get("bias"), self.eps)
+
+
+CHANNEL_LAYER_NORM = '''\
+# Layer norm over the channels at every position, as torchvision ConvNeXt's LayerNorm2d (channels
+# last, nn.LayerNorm over C, back), for any number of spatial axes.
+class ChannelLayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps).movedim(-1, 1)
+'''

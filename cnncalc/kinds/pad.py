@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..explain import axis_lines
-from .base import Leaf, Outcome, PoolPadding, RFStep, pad_pairs, spatial_rank
+from .base import Leaf, Outcome, PoolPadding, PyTorchCode, RFStep, pad_arguments, pad_pairs, py_literal, spatial_rank
 
 
 class Pad(Leaf):
@@ -40,6 +40,12 @@ class Pad(Leaf):
         return axis_lines([("{a}1 + P_before + P_after", f"{size} + {before} + {after}", str(out))
                            for size, (before, after), out in
                            zip(step.input_shape[1:], step.hyper["padding"], step.output_shape[1:])])
+
+    def pytorch(self, step):
+        """nn.ZeroPadNd, ReflectionPadNd, ReplicationPadNd or CircularPadNd, padding as F.pad orders it."""
+        name = {"zero": "ZeroPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",
+                "circular": "CircularPad"}[self.mode]
+        return PyTorchCode(f"nn.{name}{len(step.input_shape) - 1}d({py_literal(pad_arguments(step.hyper['padding']))})")
 
     def forward(self, ops, xs, params, step):
         return ops.pad(xs[0], step.hyper["padding"], self.mode)

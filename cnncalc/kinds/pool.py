@@ -11,8 +11,9 @@ from pydantic import Field
 from ..errors import ShapeError
 from ..explain import adaptive_lines, global_lines, size_lines, subsample_lines
 from ..formulas import Window, adaptive_bins, article, half, prod
-from .base import (AXES_HELP, GLOBAL, Axes, KeepAxes, Leaf, Outcome, Param, PoolPadding, RFStep, averaged_length,
-                   axes_text, check_positive, dims, pad_pairs, per_axis, spatial_rank)
+from .base import (AXES_HELP, GLOBAL, SKIP, Axes, KeepAxes, Leaf, Outcome, Param, PoolPadding, PyTorchCode, RFStep,
+                   averaged_length, axes_text, check_positive, dims, is_symmetric, pad_arguments, pad_pairs, per_axis,
+                   py_arguments, py_literal, spatial_rank, unless)
 
 
 class Pool(Leaf):
@@ -55,6 +56,29 @@ class Pool(Leaf):
         windows = [Window(*a) for a in zip(step.input_shape[1:], h["kernel"], h["stride"], h["padding"], h["dilation"])]
         return size_lines(windows, step.output_shape[1:])
 
+    def _pytorch_module(self, step, name: str, **extra) -> str:
+        """nn.MaxPoolNd / nn.AvgPoolNd; with asymmetric padding the module pads nothing (F.pad does)."""
+        h, pads = step.hyper, step.hyper["padding"]
+        padding = unless(tuple(b for b, _ in pads), 0) if is_symmetric(pads) else SKIP
+        return (f"nn.{name}{len(step.input_shape) - 1}d("
+                + py_arguments(kernel_size=tuple(h["kernel"]), stride=tuple(h["stride"]), padding=padding, **extra,
+                               ceil_mode=unless(self.ceil_mode, False)) + ")")
+
+    def _padded_call(self, step, call: str) -> str:
+        """``call`` (on the F.pad-ded input) cut to the row's sizes: with ceil_mode, PyTorch on an input
+        padded beforehand may keep a last window that starts in the right padding, which it drops
+        when it pads itself (and the backends drop)."""
+        h = step.hyper
+        cuts = []
+        for size, k, s, d, (before, after), out in zip(step.input_shape[1:], h["kernel"], h["stride"], h["dilation"],
+                                                         h["padding"], step.output_shape[1:]):
+            padded = size + before + after
+            count = -(-(padded - d * (k - 1) - 1) // s) + 1 if self.ceil_mode else (padded - d * (k - 1) - 1) // s + 1
+            if self.ceil_mode and (count - 1) * s >= padded:
+                count -= 1
+            cuts.append(":" if count == out else f":{out}")
+        return call if all(c == ":" for c in cuts) else f"{call}[:, :, {', '.join(cuts)}]"
+
 
 class MaxPool(Pool):
     kind: ClassVar[str] = "maxpool"
@@ -62,6 +86,15 @@ class MaxPool(Pool):
 
     def _dilation(self):
         return self.dilation
+
+    def pytorch(self, step):
+        """nn.MaxPoolNd; asymmetric padding as F.pad with -inf first (what max pooling pads with)."""
+        h, pads = step.hyper, step.hyper["padding"]
+        module = self._pytorch_module(step, "MaxPool", dilation=unless(h["dilation"], 1))
+        if is_symmetric(pads):
+            return PyTorchCode(module)
+        padded = "F.pad({x}, " + py_literal(pad_arguments(pads)) + ', value=float("-inf"))'
+        return PyTorchCode(module, self._padded_call(step, "{m}(" + padded + ")"))
 
     def forward(self, ops, xs, params, step):
         h = step.hyper
@@ -82,6 +115,20 @@ class AvgPool(Pool):
 
     def reduction_length(self, step):
         return averaged_length(step)
+
+    def pytorch(self, step):
+        """nn.AvgPoolNd; asymmetric padding as F.pad (zeros) first, and without count_include_pad the
+        window sums divided by the real positions each window holds (the same pool of ones)."""
+        pads = step.hyper["padding"]
+        if is_symmetric(pads):
+            return PyTorchCode(self._pytorch_module(step, "AvgPool",
+                                                    count_include_pad=unless(self.count_include_pad, True)))
+        module = self._pytorch_module(step, "AvgPool")
+        flat = py_literal(pad_arguments(pads))
+        call = "{m}(F.pad({x}, " + flat + "))"
+        if not self.count_include_pad:
+            call = f"({call} / {{m}}(F.pad(torch.ones_like({{x}}[:1, :1]), {flat})))"
+        return PyTorchCode(module, self._padded_call(step, call))
 
     def forward(self, ops, xs, params, step):
         h = step.hyper
@@ -112,8 +159,17 @@ class AdaptivePool(Leaf):
         return adaptive_lines(step.input_shape[1:], written, step.output_shape[1:])
 
 
+    torch_module: ClassVar[str]  # nn.<this>Nd
+
+    def pytorch(self, step):
+        """nn.AdaptiveAvgPoolNd / nn.AdaptiveMaxPoolNd; a `null` stays None (keep that axis' size)."""
+        written = per_axis(self.output, len(step.input_shape) - 1, "output")
+        return PyTorchCode(f"nn.{self.torch_module}{len(step.input_shape) - 1}d({py_literal(tuple(written))})")
+
+
 class AdaptiveAvgPool(AdaptivePool):
     kind: ClassVar[str] = "adaptive_avgpool"
+    torch_module: ClassVar[str] = "AdaptiveAvgPool"
 
     def reduction_length(self, step):
         return averaged_length(step)
@@ -124,6 +180,7 @@ class AdaptiveAvgPool(AdaptivePool):
 
 class AdaptiveMaxPool(AdaptivePool):
     kind: ClassVar[str] = "adaptive_maxpool"
+    torch_module: ClassVar[str] = "AdaptiveMaxPool"
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], step.hyper["output"])
@@ -139,9 +196,16 @@ class GlobalPool(Leaf):
     def explain(self, step):
         return global_lines(step.input_shape[1:])
 
+    torch_module: ClassVar[str]  # nn.<this>Nd
+
+    def pytorch(self, step):
+        """nn.AdaptiveAvgPoolNd(1) / nn.AdaptiveMaxPoolNd(1): one output per axis, the dims kept."""
+        return PyTorchCode(f"nn.{self.torch_module}{len(step.input_shape) - 1}d(1)")
+
 
 class GlobalAvgPool(GlobalPool):
     kind: ClassVar[str] = "global_avgpool"
+    torch_module: ClassVar[str] = "AdaptiveAvgPool"
 
     def reduction_length(self, step):
         return averaged_length(step)
@@ -152,6 +216,7 @@ class GlobalAvgPool(GlobalPool):
 
 class GlobalMaxPool(GlobalPool):
     kind: ClassVar[str] = "global_maxpool"
+    torch_module: ClassVar[str] = "AdaptiveMaxPool"
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], (1,) * (xs[0].ndim - 2))
@@ -200,9 +265,40 @@ class Subsample(Leaf):
         largest = float(numpy.abs(weight).max()) if weight is not None and weight.size else 1.0
         return largest * math.prod(step.hyper["kernel"])
 
+    def pytorch(self, step):
+        """Subsample, written into the file: PyTorch has no module for it."""
+        h = step.hyper
+        module = "Subsample(" + py_arguments(step.input_shape[0], kernel_size=tuple(h["kernel"]),
+                                             stride=tuple(h["stride"])) + ")"
+        return PyTorchCode(module, helpers=(("Subsample", SUBSAMPLE),))
+
     def forward(self, ops, xs, params, step):
         """The window's sum times one coefficient per map, plus one bias per map."""
         x, h = xs[0], step.hyper
         window_sum = ops.avg_pool(x, h["kernel"], h["stride"], h["padding"]) * math.prod(h["kernel"])
         shape = (1, -1) + (1,) * (x.ndim - 2)
         return window_sum * params["weight"].reshape(shape) + params["bias"].reshape(shape)
+
+
+SUBSAMPLE = '''\
+# LeNet-5's trainable subsampling (S2, S4): PyTorch has no module for it, so it is defined here.
+# Each map sums a window, times one trainable coefficient, plus one trainable bias (2 parameters
+# per map). The coefficient is applied as a 1x1 depthwise convolution, so FLOP counters see its
+# one multiply per output.
+class Subsample(nn.Module):
+    def __init__(self, channels, kernel_size, stride):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+        self.window = 1
+        for size in kernel_size:
+            self.window *= size
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        rank = x.dim() - 2
+        avg_pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1]
+        conv = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+        window_sum = avg_pool(x, self.kernel_size, self.stride) * self.window
+        return conv(window_sum, self.weight.view(-1, *[1] * (rank + 1)), self.bias, groups=self.weight.numel())
+'''

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..explain import unpool_lines, upsample_lines
-from .base import AXES_HELP, Axes, Leaf, Outcome, RFStep, Scale, check_positive, per_axis, spatial_rank
+from .base import (AXES_HELP, SKIP, Axes, Leaf, Outcome, PyTorchCode, RFStep, Scale, check_positive, per_axis,
+                   py_arguments, spatial_rank)
 
 
 def _all_axes(value, rank: int):
@@ -75,6 +76,18 @@ class Upsample(Leaf):
             return math.sqrt(n)
         return math.sqrt(n) + 2 * max(step.input_shape[1:], default=1)
 
+    def pytorch(self, step):
+        """nn.Upsample with the size (`size`, an earlier output's included, resolved) or the scale
+        factors; the linear modes by rank (linear, bilinear, trilinear), as the backends."""
+        rank = len(step.input_shape) - 1
+        mode = ("linear", "bilinear", "trilinear")[rank - 1] if self.mode in ("linear", "bilinear", "trilinear") \
+            else self.mode
+        size = step.hyper.get("size")
+        scale = None if self.scale_factor is None else tuple(float(f) for f in _all_axes(self.scale_factor, rank))
+        return PyTorchCode("nn.Upsample(" + py_arguments(
+            size=SKIP if size is None else tuple(size), scale_factor=SKIP if size is not None else scale, mode=mode,
+            align_corners=SKIP if mode == "nearest" else False) + ")")
+
     def forward(self, ops, xs, params, step):
         rank = xs[0].ndim - 2
         size = step.hyper.get("size")
@@ -103,5 +116,30 @@ class Unpool(Leaf):
     def explain(self, step):
         return unpool_lines(step.input_shape[1:], step.hyper["kernel"])
 
+    def pytorch(self, step):
+        """Unpool, written into the file (PyTorch's MaxUnpool needs pooling indices)."""
+        factor = tuple(_all_axes(self.factor, len(step.input_shape) - 1))
+        return PyTorchCode("Unpool(" + py_arguments(factor, self.mode) + ")", helpers=(("Unpool", UNPOOL),))
+
     def forward(self, ops, xs, params, step):
         return ops.unpool(xs[0], _all_axes(self.factor, xs[0].ndim - 2), self.mode)
+
+
+UNPOOL = '''\
+# Unpooling without indices: each value becomes a factor-sized block, filled with it ("nearest")
+# or holding it in its first corner and zeros elsewhere ("bed_of_nails"). PyTorch's MaxUnpool
+# needs a pooling's indices, so this is defined here.
+class Unpool(nn.Module):
+    def __init__(self, factor, mode="nearest"):
+        super().__init__()
+        self.factor, self.mode = factor, mode
+
+    def forward(self, x):
+        if self.mode == "nearest":
+            for axis, f in enumerate(self.factor, start=2):
+                x = x.repeat_interleave(f, dim=axis)
+            return x
+        out = x.new_zeros((*x.shape[:2], *(n * f for n, f in zip(x.shape[2:], self.factor))))
+        out[(slice(None), slice(None)) + tuple(slice(None, None, f) for f in self.factor)] = x
+        return out
+'''

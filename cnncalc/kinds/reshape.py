@@ -15,7 +15,7 @@ from annotated_types import Len
 from pydantic import Field, Strict
 
 from ..errors import ShapeError
-from .base import Formula, Leaf, Outcome
+from .base import Formula, Leaf, Outcome, PyTorchCode
 
 Int = Annotated[int, Strict()]
 MAX_AXES = 4  # per sample, [C, D, H, W]: what every other kind and the backends handle
@@ -63,6 +63,9 @@ class Permute(Leaf):
                              "shapes are per sample (PyTorch's dims count the batch as 0)")
         return Outcome(shape=tuple(shape[d - 1] for d in order[1:]))
 
+    def pytorch(self, step):
+        return PyTorchCode(None, "{x}.permute(" + ", ".join(map(str, self.dims)) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.permute(xs[0], self.dims)
 
@@ -107,6 +110,9 @@ class Reshape(Leaf):
         return [Formula("inferred size (-1)", "N_in/(product of the given sizes)", f"{total}/{known}",
                         str(total // known))]
 
+    def pytorch(self, step):
+        return PyTorchCode(None, "{x}.reshape({x}.shape[0], " + ", ".join(map(str, self.target())) + ")")
+
     def forward(self, ops, xs, params, step):
         return ops.reshape(xs[0], self.target())
 
@@ -130,6 +136,9 @@ class Squeeze(Leaf):
                              "keep at least one axis besides the batch")
         return Outcome(shape=shape[:axis - 1] + shape[axis:])
 
+    def pytorch(self, step):
+        return PyTorchCode(None, f"{{x}}.squeeze({self.dim})")
+
     def forward(self, ops, xs, params, step):
         return ops.squeeze(xs[0], self.dim)
 
@@ -148,6 +157,9 @@ class Unsqueeze(Leaf):
         out = shape[:axis - 1] + (1,) + shape[axis - 1:]
         _at_most_four(out, "unsqueeze")
         return Outcome(shape=out)
+
+    def pytorch(self, step):
+        return PyTorchCode(None, f"{{x}}.unsqueeze({self.dim})")
 
     def forward(self, ops, xs, params, step):
         return ops.unsqueeze(xs[0], self.dim)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import Constant, Formula, Leaf, Outcome
+from .base import Constant, Formula, Leaf, Outcome, PyTorchCode, py_literal
 
 
 class LayerScale(Leaf):
@@ -29,5 +29,15 @@ class LayerScale(Leaf):
         weight = arrays.get("weight")
         return float(abs(weight).max()) if weight is not None and weight.size else abs(self.init)
 
+    def pytorch(self, step):
+        """A [C, 1, ..., 1] nn.Parameter at the row's name times the input, as torchvision's CNBlock
+        (whose state_dict then loads as it is)."""
+        shape = (step.input_shape[0], *(1 for _ in step.input_shape[1:]))
+        return PyTorchCode(call="{x} * {m}", parameter=f"nn.Parameter(torch.full({py_literal(shape)}, {py_literal(float(self.init))}))")
+
+    def pytorch_state(self, step, arrays):
+        return {"": arrays["weight"]}  # the parameter itself carries the row's name
+
     def forward(self, ops, xs, params, step):
         return xs[0] * params["weight"]  # a broadcasting product, the same on every array type
+

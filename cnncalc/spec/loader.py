@@ -54,6 +54,10 @@ def format_path(path: DataPath) -> str:
 
 def load_file(path: str | Path) -> tuple[Any, SourceMap]:
     path = Path(path)
+    if path.suffix.lower() == ".onnx":  # a binary model with its weights: read by the ONNX importer, not as text
+        from ..importers.onnx_import import load_onnx_file
+
+        return load_onnx_file(path)
     where = Location(file=str(path))
     try:
         if path.stat().st_size > MAX_FILE_BYTES:

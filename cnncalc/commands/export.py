@@ -1,0 +1,56 @@
+"""`cnncalc export SPEC --to pytorch [-o net.py]`: the spec as a runnable PyTorch file.
+
+Only click at module level; the analysis and the exporter come in when the command runs. The
+file needs PyTorch to run, cnncalc does not need it to write the file.
+"""
+from __future__ import annotations
+
+import click
+
+from .support import fail
+
+TARGETS = ("pytorch",)  # `--to onnx` comes with the ONNX exporter
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--to", "target", type=click.Choice(TARGETS), default="pytorch", show_default=True,
+              help="The framework to write: pytorch (one nn.Module, named as the spec's layers).")
+@click.option("-o", "--output", "output_file", default=None, metavar="FILE",
+              help="Write the code to FILE (atomically; never over the spec) instead of stdout.")
+def export(spec, target, output_file):
+    """Write SPEC as code for a framework (a runnable PyTorch nn.Module)."""
+    from ..errors import CnnCalcError
+
+    try:
+        loaded, analysis = analysed(spec, output_file)
+        from ..export.pytorch import pytorch_source
+
+        text = pytorch_source(analysis, spec, loaded.description)
+        if output_file:
+            from ..output import write_atomically
+
+            write_atomically(output_file, text)
+        else:
+            click.echo(text, nl=False)
+        for warning in analysis.report.warnings:  # a size floored by default; declared roundings need no word
+            click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
+    except CnnCalcError as exc:
+        fail(exc)
+
+
+def analysed(spec: str, output_file: str | None):
+    """(the spec, its analysis) with the sizes PyTorch computes: a size that is not whole is floored,
+    as `run` and `verify` floor it (a note where the spec declares `rounding: floor`, a warning per
+    layer otherwise); ``output_file`` must not be the spec."""
+    from dataclasses import replace
+
+    from ..api import analyze_spec, load_spec
+
+    loaded = load_spec(spec)  # a file, a zoo model or a lecture example
+    if output_file:
+        from ..output import refuse_to_overwrite
+
+        refuse_to_overwrite(output_file, [loaded.file])
+    floored = loaded if loaded.rounding == "floor" else replace(loaded, rounding=None)
+    return loaded, analyze_spec(floored, rounding=None)
