@@ -338,9 +338,9 @@ def test_export_prints_to_stdout_by_default():
     assert "class LeNet5(nn.Module):" in result.output
 
 
-def test_export_knows_only_pytorch_for_now():
-    result = CliRunner().invoke(cli, ["export", "lenet5", "--to", "onnx"])
-    assert result.exit_code == 2 and "Invalid value for '--to': 'onnx'" in result.output
+def test_export_knows_pytorch_and_onnx_only():
+    result = CliRunner().invoke(cli, ["export", "lenet5", "--to", "tensorflow"])
+    assert result.exit_code == 2 and "Invalid value for '--to': 'tensorflow'" in result.output
 
 
 def test_export_never_overwrites_the_spec(tmp_path):

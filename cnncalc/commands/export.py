@@ -9,21 +9,27 @@ import click
 
 from .support import fail
 
-TARGETS = ("pytorch",)  # `--to onnx` comes with the ONNX exporter
+TARGETS = ("pytorch", "onnx")
 
 
 @click.command()
 @click.argument("spec")
 @click.option("--to", "target", type=click.Choice(TARGETS), default="pytorch", show_default=True,
-              help="The framework to write: pytorch (one nn.Module, named as the spec's layers).")
+              help="The framework to write: pytorch (one nn.Module, named as the spec's layers) or onnx (an "
+                   "ONNX model, opset 20, zero weights, batch 1; needs the onnx package, not PyTorch).")
 @click.option("-o", "--output", "output_file", default=None, metavar="FILE",
               help="Write the code to FILE (atomically; never over the spec) instead of stdout.")
 def export(spec, target, output_file):
-    """Write SPEC as code for a framework (a runnable PyTorch nn.Module)."""
+    """Write SPEC as code for a framework (a runnable PyTorch nn.Module, or an ONNX model)."""
     from ..errors import CnnCalcError
 
     try:
         loaded, analysis = analysed(spec, output_file)
+        if target == "onnx":
+            write_onnx(analysis, spec, loaded.description, output_file)
+            for warning in analysis.report.warnings:
+                click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
+            return
         from ..export.pytorch import pytorch_source
 
         text = pytorch_source(analysis, spec, loaded.description)
@@ -37,6 +43,43 @@ def export(spec, target, output_file):
             click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
     except CnnCalcError as exc:
         fail(exc)
+
+
+def write_onnx(analysis, spec: str, description: str | None, output_file: str | None) -> None:
+    """The ONNX model's bytes to ``output_file`` (atomically), or to stdout when it is not a terminal."""
+    import os
+    import sys
+    import tempfile
+
+    from ..errors import CnnCalcError
+    from ..export.onnx import onnx_bytes
+
+    data = onnx_bytes(analysis, spec, description)
+    if not output_file:
+        if sys.stdout.isatty():
+            raise CnnCalcError("an ONNX model is binary: give -o FILE.onnx, or redirect stdout to a file")
+        stream = sys.stdout.buffer
+        stream.write(data)
+        stream.flush()
+        return
+    target = os.path.abspath(output_file)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix="." + os.path.basename(target) + ".",
+                                             suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, target)
+    except OSError as exc:
+        raise CnnCalcError(f"{output_file}: cannot be written ({exc.strerror or exc})") from None
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def analysed(spec: str, output_file: str | None):

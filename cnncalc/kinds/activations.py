@@ -20,6 +20,10 @@ class Dropout(Elementwise):
     def pytorch(self, step):
         return PyTorchCode(f"nn.Dropout(p={self.p!r})")
 
+    def onnx(self, step, graph):
+        """Dropout with its ratio (the identity at inference, training_mode absent)."""
+        return graph.node("Dropout", [graph.x, graph.constant(self.p, "float32", "ratio")])
+
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
 
@@ -38,6 +42,10 @@ class DropPath(Elementwise):
         return PyTorchCode("StochasticDepth(" + py_arguments(self.p, self.mode) + ")",
                            helpers=(("StochasticDepth", STOCHASTIC_DEPTH),))
 
+    def onnx(self, step, graph):
+        """Identity: stochastic depth is the identity at inference, and ONNX has no such op."""
+        return graph.node("Identity", [graph.x])
+
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
 
@@ -46,9 +54,15 @@ class Activation(Elementwise):
     family: ClassVar[str] = ""  # default names use the kind: relu1, tanh2
     op: ClassVar[str]  # the op interface's function of the one input
     torch_module: ClassVar[str] = ""  # its PyTorch module, e.g. nn.ReLU()
+    onnx_op: ClassVar[str | None] = None  # its one ONNX op, e.g. Relu; None: the kind writes its own nodes
 
     def pytorch(self, step):
         return PyTorchCode(self.torch_module)
+
+    def onnx(self, step, graph):
+        if self.onnx_op is None:
+            return super().onnx(step, graph)
+        return graph.node(self.onnx_op, [graph.x])
 
     def forward(self, ops, xs, params, step):
         return getattr(ops, self.op)(xs[0])
@@ -58,6 +72,7 @@ class ReLU(Activation):
     kind: ClassVar[str] = "relu"
     torch_module: ClassVar[str] = "nn.ReLU()"
     op: ClassVar[str] = "relu"
+    onnx_op: ClassVar[str] = "Relu"
 
 
 class LeakyReLU(Activation):
@@ -71,6 +86,9 @@ class LeakyReLU(Activation):
     def pytorch(self, step):
         return PyTorchCode(f"nn.LeakyReLU({self.negative_slope!r})")
 
+    def onnx(self, step, graph):
+        return graph.node("LeakyRelu", [graph.x], alpha=float(self.negative_slope))
+
     def forward(self, ops, xs, params, step):
         return ops.leaky_relu(xs[0], self.negative_slope)
 
@@ -79,6 +97,7 @@ class Sigmoid(Activation):
     kind: ClassVar[str] = "sigmoid"
     torch_module: ClassVar[str] = "nn.Sigmoid()"
     op: ClassVar[str] = "sigmoid"
+    onnx_op: ClassVar[str] = "Sigmoid"
     saturating: ClassVar[bool] = True
 
     def float_gain(self, step, arrays):
@@ -89,6 +108,7 @@ class Tanh(Activation):
     kind: ClassVar[str] = "tanh"
     torch_module: ClassVar[str] = "nn.Tanh()"
     op: ClassVar[str] = "tanh"
+    onnx_op: ClassVar[str] = "Tanh"
     saturating: ClassVar[bool] = True
 
 
@@ -97,11 +117,16 @@ class ReLU6(Activation):
     torch_module: ClassVar[str] = "nn.ReLU6()"
     op: ClassVar[str] = "relu6"
 
+    def onnx(self, step, graph):
+        """Clip to [0, 6]."""
+        return graph.node("Clip", [graph.x, graph.constant(0.0, "float32", "min"), graph.constant(6.0, "float32", "max")])
+
 
 class GELU(Activation):
     kind: ClassVar[str] = "gelu"
     torch_module: ClassVar[str] = "nn.GELU()"
     op: ClassVar[str] = "gelu"
+    onnx_op: ClassVar[str] = "Gelu"  # opset 20; the exact (erf) form, as nn.GELU()
 
     def float_gain(self, step, arrays):
         return 1.13  # its steepest slope
@@ -110,6 +135,9 @@ class GELU(Activation):
 class Softmax(Activation):
     kind: ClassVar[str] = "softmax"
     torch_module: ClassVar[str] = "nn.Softmax(dim=1)"
+
+    def onnx(self, step, graph):
+        return graph.node("Softmax", [graph.x], axis=1)
 
     def float_gain(self, step, arrays):
         return 0.5  # the largest max-norm gain of its Jacobian
@@ -128,6 +156,10 @@ class SiLU(Activation):
     torch_module: ClassVar[str] = "nn.SiLU()"
     op: ClassVar[str] = "silu"
 
+    def onnx(self, step, graph):
+        """x * Sigmoid(x), as PyTorch's exporter writes it."""
+        return graph.node("Mul", [graph.x, graph.node("Sigmoid", [graph.x])])
+
     def float_gain(self, step, arrays):
         return 1.1  # its steepest slope, 1.0998
 
@@ -136,6 +168,7 @@ class Hardswish(Activation):
     kind: ClassVar[str] = "hardswish"
     torch_module: ClassVar[str] = "nn.Hardswish()"
     op: ClassVar[str] = "hardswish"
+    onnx_op: ClassVar[str] = "HardSwish"
 
     def float_gain(self, step, arrays):
         return 1.5  # its steepest slope, at x = 3
@@ -145,6 +178,10 @@ class Hardsigmoid(Activation):
     kind: ClassVar[str] = "hardsigmoid"
     torch_module: ClassVar[str] = "nn.Hardsigmoid()"
     op: ClassVar[str] = "hardsigmoid"
+
+    def onnx(self, step, graph):
+        """HardSigmoid with PyTorch's alpha 1/6 and beta 0.5 (ONNX's default alpha is 0.2)."""
+        return graph.node("HardSigmoid", [graph.x], alpha=1 / 6, beta=0.5)
     saturating: ClassVar[bool] = True
 
     def float_gain(self, step, arrays):
@@ -155,6 +192,7 @@ class Mish(Activation):
     kind: ClassVar[str] = "mish"
     torch_module: ClassVar[str] = "nn.Mish()"
     op: ClassVar[str] = "mish"
+    onnx_op: ClassVar[str] = "Mish"
 
     def float_gain(self, step, arrays):
         return 1.09  # its steepest slope, 1.0885
@@ -171,6 +209,9 @@ class ELU(Activation):
     def pytorch(self, step):
         return PyTorchCode("nn.ELU(" + py_arguments(alpha=unless(self.alpha, 1.0)) + ")")
 
+    def onnx(self, step, graph):
+        return graph.node("Elu", [graph.x], alpha=float(self.alpha))
+
     def forward(self, ops, xs, params, step):
         return ops.elu(xs[0], self.alpha)
 
@@ -179,6 +220,7 @@ class SELU(Activation):
     kind: ClassVar[str] = "selu"
     torch_module: ClassVar[str] = "nn.SELU()"
     op: ClassVar[str] = "selu"
+    onnx_op: ClassVar[str] = "Selu"  # ONNX's default alpha and gamma are PyTorch's
 
     def float_gain(self, step, arrays):
         return 1.7581  # scale * alpha: its slope just below 0
@@ -187,6 +229,9 @@ class SELU(Activation):
 class LogSoftmax(Activation):
     kind: ClassVar[str] = "log_softmax"
     torch_module: ClassVar[str] = "nn.LogSoftmax(dim=1)"
+
+    def onnx(self, step, graph):
+        return graph.node("LogSoftmax", [graph.x], axis=1)
 
     def float_gain(self, step, arrays):
         return 2.0  # the largest max-norm of its Jacobian, I - softmax
@@ -227,6 +272,12 @@ class PReLU(Leaf):
     def pytorch(self, step):
         return PyTorchCode("nn.PReLU(" + py_arguments(num_parameters=unless(self.num_parameters, 1),
                                                        init=unless(self.init, 0.25)) + ")")
+
+    def onnx(self, step, graph):
+        """PRelu, its slopes [C, 1, ..., 1] (one per channel, broadcast over the spatial axes) or [1]."""
+        slopes = graph.arrays()["weight"]
+        shape = (self.num_parameters, *(1 for _ in step.input_shape[1:])) if self.num_parameters > 1 else (1,)
+        return graph.node("PRelu", [graph.x, graph.parameter("weight", shape, slopes)])
 
     def forward(self, ops, xs, params, step):
         return ops.prelu(xs[0], params["weight"])

@@ -327,6 +327,14 @@ class Layer(BaseModel):
         those use PyTorch's names and layouts."""
         return dict(arrays)
 
+    # How the row is written as ONNX nodes (cnncalc/export/onnx.py walks the plan and asks each row).
+    def onnx(self, step, graph) -> str:
+        """Adds the row's nodes and initializers to ``graph`` (cnncalc.export.onnx.OnnxGraph: its
+        inputs are ``graph.inputs``) and returns the name of its output tensor."""
+        from ..export.onnx import unsupported
+
+        raise unsupported(step)
+
     def forward(self, ops, xs: list, params: dict, step):  # pragma: no cover - abstract
         """The output array from the input arrays ``xs`` (``[N, C, *spatial]``), computed with the op
         interface ``ops``; ``params`` from ``tensors``; ``step.hyper`` holds the normalised sizes."""

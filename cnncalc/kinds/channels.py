@@ -32,6 +32,16 @@ class ChannelShuffle(Leaf):
         """torchvision's channel_shuffle function (view, transpose, view), written into the file."""
         return PyTorchCode(None, f"channel_shuffle({{x}}, {self.groups})", (("channel_shuffle", CHANNEL_SHUFFLE),))
 
+    def onnx(self, step, graph):
+        """Reshape to [N, G, C/G, *spatial], Transpose the two, Reshape back (torchvision's view,
+        transpose, view)."""
+        channels, spatial = step.input_shape[0], list(step.input_shape[1:])
+        ndim = len(step.input_shape) + 2
+        x = graph.node("Reshape", [graph.x, graph.constant([0, self.groups, channels // self.groups, *spatial],
+                                                           label="shape")])
+        x = graph.node("Transpose", [x], perm=[0, 2, 1, *range(3, ndim)])
+        return graph.node("Reshape", [x, graph.constant([0, channels, *spatial], label="shape")])
+
     def forward(self, ops, xs, params, step):
         return ops.channel_shuffle(xs[0], self.groups)
 
@@ -70,6 +80,10 @@ class PixelShuffle(Leaf):
 
     def pytorch(self, step):
         return PyTorchCode(f"nn.PixelShuffle({self.factor})")
+
+    def onnx(self, step, graph):
+        """DepthToSpace in CRD order, PyTorch's pixel shuffle."""
+        return graph.node("DepthToSpace", [graph.x], blocksize=self.factor, mode="CRD")
 
     def forward(self, ops, xs, params, step):
         return ops.pixel_shuffle(xs[0], self.factor)

@@ -72,6 +72,9 @@ class Residual(Composite):
     def pytorch(self, step):  # the block's own row: the add
         return PyTorchCode(None, "{x0} + {x1}")
 
+    def onnx(self, step, graph):  # the block's own row: the add
+        return graph.node("Add", list(graph.inputs))
+
     def forward(self, ops, xs, params, step):  # the block's own row: the add
         return ops.add(xs[0], xs[1])
 
@@ -108,6 +111,9 @@ class Branches(Composite):
 
     def pytorch(self, step):  # the block's own row: the concat
         return PyTorchCode(None, "torch.cat([{xs}], dim=1)")
+
+    def onnx(self, step, graph):  # the block's own row: the concat
+        return graph.node("Concat", list(graph.inputs), axis=1)
 
     def forward(self, ops, xs, params, step):  # the block's own row: the concat
         return ops.concat(xs)
@@ -207,6 +213,9 @@ class SqueezeExcitation(Composite):
     def pytorch(self, step):  # the block's own row: input x gate
         return PyTorchCode(None, "{x0} * {x1}")
 
+    def onnx(self, step, graph):  # the block's own row: input x gate
+        return graph.node("Mul", list(graph.inputs))
+
     def forward(self, ops, xs, params, step):  # the block's own row: input x gate
         return ops.mul(xs[0], xs[1])
 
@@ -261,6 +270,11 @@ class Split(Composite):
     def pytorch(self, step):  # one row: its piece of the channels
         start, stop = step.hyper["channels"]
         return PyTorchCode(None, f"{{x}}[:, {start}:{stop}]")
+
+    def onnx(self, step, graph):  # one row: a Slice of the channels (axis 1), as PyTorch exports a split
+        start, stop = step.hyper["channels"]
+        return graph.node("Slice", [graph.x, graph.constant([start], label="starts"),
+                                    graph.constant([stop], label="ends"), graph.constant([1], label="axes")])
 
     def forward(self, ops, xs, params, step):  # one row: its piece of the channels
         start, stop = step.hyper["channels"]

@@ -140,6 +140,16 @@ class Conv(ConvBase):
         call = "{m}({x})" if symmetric else "{m}(F.pad({x}, " + py_literal(pad_arguments(pads)) + "))"
         return PyTorchCode(module, call, helpers)
 
+    def onnx(self, step, graph):
+        """Conv (groups, dilation and asymmetric pads are its attributes)."""
+        if self.connection_table is not None:
+            return super().onnx(step, graph)  # a connection table has no ONNX op
+        h = step.hyper
+        params = graph.parameters()
+        return graph.node("Conv", [graph.x, params["weight"], *([params["bias"]] if "bias" in params else [])],
+                          kernel_shape=list(h["kernel"]), strides=list(h["stride"]), dilations=list(h["dilation"]),
+                          pads=onnx_pads(h["padding"]), group=self.groups)
+
     def pytorch_state(self, step, arrays):
         """A connection table's weights: ConnectionTableConv keeps, per group of filters that see the
         same number of channels, only the connected ones ([filters, channels seen, *kernel])."""
@@ -276,7 +286,21 @@ class ConvTranspose(ConvBase):
         window = ", ".join(f"{before}:{before + size}" for (before, _), size in zip(pads, step.output_shape[1:]))
         return PyTorchCode(module, "{m}({x})[:, :, " + window + "]")
 
+    def onnx(self, step, graph):
+        """ConvTranspose (its pads crop the output, before and after, as cnncalc's padding pairs)."""
+        h = step.hyper
+        params = graph.parameters()
+        return graph.node("ConvTranspose",
+                          [graph.x, params["weight"], *([params["bias"]] if "bias" in params else [])],
+                          kernel_shape=list(h["kernel"]), strides=list(h["stride"]), dilations=list(h["dilation"]),
+                          pads=onnx_pads(h["padding"]), output_padding=list(h["output_padding"]), group=self.groups)
+
     def forward(self, ops, xs, params, step):
         h = step.hyper
         return ops.conv_transpose(xs[0], params["weight"], params.get("bias"), h["stride"], h["padding"],
                                   h["dilation"], h["groups"], h["output_padding"])
+
+
+def onnx_pads(pairs) -> list[int]:
+    """((before, after), ...) per axis -> ONNX's pads: every axis' before, then every axis' after."""
+    return [int(before) for before, _ in pairs] + [int(after) for _, after in pairs]

@@ -13,5 +13,8 @@ class Identity(Elementwise):
     def pytorch(self, step):
         return PyTorchCode("nn.Identity()")
 
+    def onnx(self, step, graph):
+        return graph.node("Identity", [graph.x])
+
     def forward(self, ops, xs, params, step):
         return xs[0]

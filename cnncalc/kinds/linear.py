@@ -91,6 +91,21 @@ class Linear(Leaf):
         flattened = len(shape) > 1 and not self._last_axis(shape)
         return PyTorchCode(module, "{m}(torch.flatten({x}, 1))" if flattened else "{m}({x})")
 
+    def onnx(self, step, graph):
+        """Gemm (transB: PyTorch's [out, in] weight), after a Flatten for a non-flat input; with
+        `flatten: false` on a non-flat input, MatMul by the [in, out] weight, then Add of the bias."""
+        shape = step.input_shape
+        if self._last_axis(shape):
+            arrays = graph.arrays()
+            weight = arrays["weight"].T  # [in, out]
+            out = graph.node("MatMul", [graph.x, graph.parameter("weight", weight.shape, weight)])
+            if "bias" in arrays:
+                out = graph.node("Add", [out, graph.parameter("bias", arrays["bias"].shape, arrays["bias"])])
+            return out
+        x = graph.node("Flatten", [graph.x], axis=1) if len(shape) > 1 else graph.x
+        params = graph.parameters()
+        return graph.node("Gemm", [x, params["weight"], *([params["bias"]] if "bias" in params else [])], transB=1)
+
     def forward(self, ops, xs, params, step):
         if self._last_axis(xs[0].shape[1:]):
             return ops.linear_last(xs[0], params["weight"], params.get("bias"))
@@ -106,6 +121,9 @@ class Flatten(Leaf):
 
     def pytorch(self, step):
         return PyTorchCode(None, "torch.flatten({x}, 1)")
+
+    def onnx(self, step, graph):
+        return graph.node("Flatten", [graph.x], axis=1)
 
     def forward(self, ops, xs, params, step):
         return ops.flatten(xs[0])

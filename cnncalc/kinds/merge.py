@@ -34,6 +34,10 @@ class Add(Merge):
     def pytorch(self, step):
         return PyTorchCode(None, " + ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
 
+    def onnx(self, step, graph):
+        return graph.node("Sum" if len(graph.inputs) > 2 else "Add", list(graph.inputs)) \
+            if len(graph.inputs) > 1 else graph.node("Identity", [graph.x])
+
     def forward(self, ops, xs, params, step):
         total = xs[0]
         for x in xs[1:]:
@@ -56,6 +60,12 @@ class Mul(Merge):
 
     def pytorch(self, step):
         return PyTorchCode(None, " * ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
+
+    def onnx(self, step, graph):
+        out = graph.x
+        for x in graph.inputs[1:]:  # ONNX's Mul takes two
+            out = graph.node("Mul", [out, x])
+        return out if len(graph.inputs) > 1 else graph.node("Identity", [out])
 
     def forward(self, ops, xs, params, step):
         product = xs[0]
@@ -80,6 +90,21 @@ class Concat(Merge):
         if not self.crop:
             return PyTorchCode(None, "torch.cat([{xs}], dim=1)")
         return PyTorchCode(None, "torch.cat(centre_crop([{xs}]), dim=1)", (("centre_crop", CENTRE_CROP),))
+
+    def onnx(self, step, graph):
+        """Concat on channels (axis 1); with `crop`, every input larger than the smallest is first
+        centre-cropped by a Slice of its spatial axes."""
+        xs = list(graph.inputs)
+        if self.crop:
+            smallest = step.output_shape[1:]
+            for number, (x, shape) in enumerate(zip(graph.inputs, graph.input_shapes)):
+                if tuple(shape[1:]) != tuple(smallest):
+                    starts = [(have - want) // 2 for have, want in zip(shape[1:], smallest)]
+                    xs[number] = graph.node("Slice", [x, graph.constant(starts, label="starts"),
+                                                      graph.constant([a + w for a, w in zip(starts, smallest)],
+                                                                     label="ends"),
+                                                      graph.constant(list(range(2, 2 + len(smallest))), label="axes")])
+        return graph.node("Concat", xs, axis=1)
 
     def forward(self, ops, xs, params, step):
         return ops.concat(crop_to_smallest(xs) if self.crop else xs)

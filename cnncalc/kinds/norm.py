@@ -110,6 +110,17 @@ class BatchNorm(Leaf):
                            + py_arguments(step.input_shape[0], eps=unless(self.eps, 1e-5),
                                           affine=unless(self.affine, True)) + ")")
 
+    def onnx(self, step, graph):
+        """BatchNormalization (inference: running statistics); without affine, a scale of ones and a
+        shift of zeros, which ONNX needs as inputs."""
+        params = graph.parameters()
+        channels = (step.input_shape[0],)
+        if not self.affine:
+            params["weight"] = graph.constant(graph.np.ones(channels), "float32", "scale")
+            params["bias"] = graph.constant(graph.np.zeros(channels), "float32", "shift")
+        return graph.node("BatchNormalization", [graph.x, params["weight"], params["bias"], params["running_mean"],
+                                                 params["running_var"]], epsilon=float(self.eps))
+
     def forward(self, ops, xs, params, step):
         return ops.batch_norm(xs[0], params["running_mean"], params["running_var"], params.get("weight"),
                               params.get("bias"), self.eps)
@@ -143,6 +154,18 @@ class LRN(Leaf):
         call = {1: "{m}({x}.unsqueeze(-1)).squeeze(-1)", 2: "{m}({x})"}.get(len(step.input_shape),
                                                                          "{m}({x}.contiguous())")
         return PyTorchCode(module, call)
+
+    def onnx(self, step, graph):
+        """LRN (ONNX's alpha, like PyTorch's, is divided by the size)."""
+        from ..export.onnx import unsupported
+
+        if len(step.input_shape) < 2:
+            raise unsupported(step, "ONNX's LRN needs spatial axes, and the input is flat")
+        if self.size % 2 == 0:
+            raise unsupported(step, f"size {self.size} is even: ONNX's window then takes one channel more after "
+                                    "than before, PyTorch's one more before")
+        return graph.node("LRN", [graph.x], size=self.size, alpha=float(self.alpha), beta=float(self.beta),
+                          bias=float(self.k))
 
     def forward(self, ops, xs, params, step):
         return ops.lrn(xs[0], self.size, self.alpha, self.beta, self.k)
@@ -228,6 +251,24 @@ class LayerNorm(Leaf):
             return PyTorchCode("ChannelLayerNorm(" + py_arguments(sizes[0], **options) + ")",
                                helpers=(("ChannelLayerNorm", CHANNEL_LAYER_NORM),))
         return PyTorchCode("nn.LayerNorm(" + py_arguments(sizes[0] if len(sizes) == 1 else sizes, **options) + ")")
+
+    def onnx(self, step, graph):
+        """LayerNormalization over the trailing axes; over the channels of a [C, *spatial] input
+        (ConvNeXt's LayerNorm2d), between Transposes to channels last and back. Without affine, a
+        scale of ones, which ONNX needs as an input."""
+        sizes = tuple(step.hyper["normalized_shape"])
+        params = graph.parameters()
+        scale = params.get("weight") or graph.constant(graph.np.ones(sizes), "float32", "scale")
+        inputs = [scale, *([params["bias"]] if "bias" in params else [])]
+        eps = float(self.eps)
+        ndim = len(step.input_shape) + 1
+        if self.normalized_shape is None and ndim > 2:
+            last = [0, *range(2, ndim), 1]
+            back = [0, ndim - 1, *range(1, ndim - 1)]
+            x = graph.node("Transpose", [graph.x], perm=last)
+            x = graph.node("LayerNormalization", [x, *inputs], axis=-1, epsilon=eps)
+            return graph.node("Transpose", [x], perm=back)
+        return graph.node("LayerNormalization", [graph.x, *inputs], axis=-len(sizes), epsilon=eps)
 
     def forward(self, ops, xs, params, step):
         return ops.layer_norm(xs[0], tuple(step.hyper["normalized_shape"]), params.get("weight"), params.get("bias"),

@@ -47,5 +47,12 @@ class Pad(Leaf):
                 "circular": "CircularPad"}[self.mode]
         return PyTorchCode(f"nn.{name}{len(step.input_shape) - 1}d({py_literal(pad_arguments(step.hyper['padding']))})")
 
+    def onnx(self, step, graph):
+        """Pad of the spatial axes (zero: constant, reflect, replicate: edge, circular: wrap)."""
+        pairs = step.hyper["padding"]
+        pads = [0, 0, *(int(b) for b, _ in pairs), 0, 0, *(int(a) for _, a in pairs)]
+        mode = {"zero": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[self.mode]
+        return graph.node("Pad", [graph.x, graph.constant(pads, label="pads")], mode=mode)
+
     def forward(self, ops, xs, params, step):
         return ops.pad(xs[0], step.hyper["padding"], self.mode)

@@ -11,6 +11,7 @@ from pydantic import Field
 from ..errors import ShapeError
 from ..explain import adaptive_lines, global_lines, size_lines, subsample_lines
 from ..formulas import Window, adaptive_bins, article, half, prod
+from .conv import onnx_pads
 from .base import (AXES_HELP, GLOBAL, SKIP, Axes, KeepAxes, Leaf, Outcome, Param, PoolPadding, PyTorchCode, RFStep,
                    averaged_length, axes_text, check_positive, dims, is_symmetric, pad_arguments, pad_pairs, per_axis,
                    py_arguments, py_literal, spatial_rank, unless)
@@ -96,6 +97,11 @@ class MaxPool(Pool):
         padded = "F.pad({x}, " + py_literal(pad_arguments(pads)) + ', value=float("-inf"))'
         return PyTorchCode(module, self._padded_call(step, "{m}(" + padded + ")"))
 
+    def onnx(self, step, graph):
+        h = step.hyper
+        return graph.node("MaxPool", [graph.x], kernel_shape=list(h["kernel"]), strides=list(h["stride"]),
+                          pads=onnx_pads(h["padding"]), dilations=list(h["dilation"]), ceil_mode=int(self.ceil_mode))
+
     def forward(self, ops, xs, params, step):
         h = step.hyper
         return ops.max_pool(xs[0], h["kernel"], h["stride"], h["padding"], h["dilation"], self.ceil_mode)
@@ -129,6 +135,12 @@ class AvgPool(Pool):
         if not self.count_include_pad:
             call = f"({call} / {{m}}(F.pad(torch.ones_like({{x}}[:1, :1]), {flat})))"
         return PyTorchCode(module, self._padded_call(step, call))
+
+    def onnx(self, step, graph):
+        h = step.hyper
+        return graph.node("AveragePool", [graph.x], kernel_shape=list(h["kernel"]), strides=list(h["stride"]),
+                          pads=onnx_pads(h["padding"]), ceil_mode=int(self.ceil_mode),
+                          count_include_pad=int(self.count_include_pad))
 
     def forward(self, ops, xs, params, step):
         h = step.hyper
@@ -166,10 +178,27 @@ class AdaptivePool(Leaf):
         written = per_axis(self.output, len(step.input_shape) - 1, "output")
         return PyTorchCode(f"nn.{self.torch_module}{len(step.input_shape) - 1}d({py_literal(tuple(written))})")
 
+    def onnx(self, step, graph):
+        """A global pool where every output size is 1; else a pool whose window tiles the input (each
+        input size a multiple of its output size), which is what the adaptive pool then computes.
+        Other sizes have overlapping, uneven windows, which no ONNX op computes."""
+        sizes, outs = step.input_shape[1:], step.output_shape[1:]
+        if all(out == 1 for out in outs):
+            return graph.node(self.onnx_global, [graph.x])
+        if any(size % out for size, out in zip(sizes, outs)):
+            from ..export.onnx import unsupported
+
+            raise unsupported(step, f"the input {dims(sizes)} is not a whole multiple of the output {dims(outs)}, "
+                                    "so the adaptive windows are uneven and no ONNX pool computes them")
+        kernel = [size // out for size, out in zip(sizes, outs)]
+        return graph.node(self.onnx_pool, [graph.x], kernel_shape=kernel, strides=kernel)
+
 
 class AdaptiveAvgPool(AdaptivePool):
     kind: ClassVar[str] = "adaptive_avgpool"
     torch_module: ClassVar[str] = "AdaptiveAvgPool"
+    onnx_global: ClassVar[str] = "GlobalAveragePool"
+    onnx_pool: ClassVar[str] = "AveragePool"
 
     def reduction_length(self, step):
         return averaged_length(step)
@@ -181,6 +210,8 @@ class AdaptiveAvgPool(AdaptivePool):
 class AdaptiveMaxPool(AdaptivePool):
     kind: ClassVar[str] = "adaptive_maxpool"
     torch_module: ClassVar[str] = "AdaptiveMaxPool"
+    onnx_global: ClassVar[str] = "GlobalMaxPool"
+    onnx_pool: ClassVar[str] = "MaxPool"
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], step.hyper["output"])
@@ -202,10 +233,14 @@ class GlobalPool(Leaf):
         """nn.AdaptiveAvgPoolNd(1) / nn.AdaptiveMaxPoolNd(1): one output per axis, the dims kept."""
         return PyTorchCode(f"nn.{self.torch_module}{len(step.input_shape) - 1}d(1)")
 
+    def onnx(self, step, graph):
+        return graph.node(self.onnx_global, [graph.x])
+
 
 class GlobalAvgPool(GlobalPool):
     kind: ClassVar[str] = "global_avgpool"
     torch_module: ClassVar[str] = "AdaptiveAvgPool"
+    onnx_global: ClassVar[str] = "GlobalAveragePool"
 
     def reduction_length(self, step):
         return averaged_length(step)
@@ -217,6 +252,7 @@ class GlobalAvgPool(GlobalPool):
 class GlobalMaxPool(GlobalPool):
     kind: ClassVar[str] = "global_maxpool"
     torch_module: ClassVar[str] = "AdaptiveMaxPool"
+    onnx_global: ClassVar[str] = "GlobalMaxPool"
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], (1,) * (xs[0].ndim - 2))

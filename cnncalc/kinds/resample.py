@@ -88,6 +88,21 @@ class Upsample(Leaf):
             size=SKIP if size is None else tuple(size), scale_factor=SKIP if size is not None else scale, mode=mode,
             align_corners=SKIP if mode == "nearest" else False) + ")")
 
+    def onnx(self, step, graph):
+        """Resize of the spatial axes (`axes` 2..) to the output sizes, exact where scales are floats
+        whose product ONNX rounds, with PyTorch's coordinates
+        (nearest: asymmetric, floor; the others: pytorch_half_pixel)."""
+        rank = len(step.input_shape) - 1
+        inputs = [graph.x, "", "", graph.constant(list(step.output_shape[1:]), label="sizes")]
+        axes = list(range(2, 2 + rank))
+        if self.mode == "nearest":
+            options = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        elif self.mode == "bicubic":
+            options = dict(mode="cubic", coordinate_transformation_mode="pytorch_half_pixel", cubic_coeff_a=-0.75)
+        else:
+            options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+        return graph.node("Resize", inputs, axes=axes, **options)
+
     def forward(self, ops, xs, params, step):
         rank = xs[0].ndim - 2
         size = step.hyper.get("size")

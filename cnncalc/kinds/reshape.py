@@ -66,6 +66,10 @@ class Permute(Leaf):
     def pytorch(self, step):
         return PyTorchCode(None, "{x}.permute(" + ", ".join(map(str, self.dims)) + ")")
 
+    def onnx(self, step, graph):
+        ndim = len(step.input_shape) + 1
+        return graph.node("Transpose", [graph.x], perm=[d + ndim if d < 0 else d for d in self.dims])
+
     def forward(self, ops, xs, params, step):
         return ops.permute(xs[0], self.dims)
 
@@ -113,6 +117,10 @@ class Reshape(Leaf):
     def pytorch(self, step):
         return PyTorchCode(None, "{x}.reshape({x}.shape[0], " + ", ".join(map(str, self.target())) + ")")
 
+    def onnx(self, step, graph):
+        """Reshape to [0, *output]: 0 keeps the batch axis."""
+        return graph.node("Reshape", [graph.x, graph.constant([0, *step.output_shape], label="shape")])
+
     def forward(self, ops, xs, params, step):
         return ops.reshape(xs[0], self.target())
 
@@ -139,6 +147,14 @@ class Squeeze(Leaf):
     def pytorch(self, step):
         return PyTorchCode(None, f"{{x}}.squeeze({self.dim})")
 
+    def onnx(self, step, graph):
+        """Squeeze of the axis when its size is 1 (torch.squeeze leaves other sizes alone: Identity)."""
+        if step.output_shape == step.input_shape:
+            return graph.node("Identity", [graph.x])
+        ndim = len(step.input_shape) + 1
+        axis = self.dim + ndim if self.dim < 0 else self.dim
+        return graph.node("Squeeze", [graph.x, graph.constant([axis], label="axes")])
+
     def forward(self, ops, xs, params, step):
         return ops.squeeze(xs[0], self.dim)
 
@@ -160,6 +176,11 @@ class Unsqueeze(Leaf):
 
     def pytorch(self, step):
         return PyTorchCode(None, f"{{x}}.unsqueeze({self.dim})")
+
+    def onnx(self, step, graph):
+        ndim = len(step.output_shape) + 1
+        axis = self.dim + ndim if self.dim < 0 else self.dim
+        return graph.node("Unsqueeze", [graph.x, graph.constant([axis], label="axes")])
 
     def forward(self, ops, xs, params, step):
         return ops.unsqueeze(xs[0], self.dim)

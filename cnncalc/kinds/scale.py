@@ -35,6 +35,10 @@ class LayerScale(Leaf):
         shape = (step.input_shape[0], *(1 for _ in step.input_shape[1:]))
         return PyTorchCode(call="{x} * {m}", parameter=f"nn.Parameter(torch.full({py_literal(shape)}, {py_literal(float(self.init))}))")
 
+    def onnx(self, step, graph):
+        """Mul by the [C, 1, ..., 1] scale initializer (named ROW.weight)."""
+        return graph.node("Mul", [graph.x, graph.parameters()["weight"]])
+
     def pytorch_state(self, step, arrays):
         return {"": arrays["weight"]}  # the parameter itself carries the row's name
 
