@@ -53,6 +53,10 @@ class DropPath(Elementwise):
 class Activation(Elementwise):
     family: ClassVar[str] = ""  # default names use the kind: relu1, tanh2
     op: ClassVar[str]  # the op interface's function of the one input
+    gain: ClassVar[float] = 1.0  # the most it scales a difference in its input: its steepest slope
+
+    def float_gain(self, step, arrays):
+        return self.gain
     torch_module: ClassVar[str] = ""  # its PyTorch module, e.g. nn.ReLU()
     onnx_op: ClassVar[str | None] = None  # its one ONNX op, e.g. Relu; None: the kind writes its own nodes
 
@@ -100,8 +104,7 @@ class Sigmoid(Activation):
     onnx_op: ClassVar[str] = "Sigmoid"
     saturating: ClassVar[bool] = True
 
-    def float_gain(self, step, arrays):
-        return 0.25  # its steepest slope
+    gain: ClassVar[float] = 0.25  # its steepest slope
 
 
 class Tanh(Activation):
@@ -128,8 +131,7 @@ class GELU(Activation):
     op: ClassVar[str] = "gelu"
     onnx_op: ClassVar[str] = "Gelu"  # opset 20; the exact (erf) form, as nn.GELU()
 
-    def float_gain(self, step, arrays):
-        return 1.13  # its steepest slope
+    gain: ClassVar[float] = 1.13  # its steepest slope
 
 
 class Softmax(Activation):
@@ -139,8 +141,7 @@ class Softmax(Activation):
     def onnx(self, step, graph):
         return graph.node("Softmax", [graph.x], axis=1)
 
-    def float_gain(self, step, arrays):
-        return 0.5  # the largest max-norm gain of its Jacobian
+    gain: ClassVar[float] = 0.5  # the largest max-norm gain of its Jacobian
 
     def reduction_length(self, step):
         return max(1, step.input_shape[0])
@@ -160,8 +161,7 @@ class SiLU(Activation):
         """x * Sigmoid(x), as PyTorch's exporter writes it."""
         return graph.node("Mul", [graph.x, graph.node("Sigmoid", [graph.x])])
 
-    def float_gain(self, step, arrays):
-        return 1.1  # its steepest slope, 1.0998
+    gain: ClassVar[float] = 1.1  # its steepest slope, 1.0998
 
 
 class Hardswish(Activation):
@@ -170,8 +170,7 @@ class Hardswish(Activation):
     op: ClassVar[str] = "hardswish"
     onnx_op: ClassVar[str] = "HardSwish"
 
-    def float_gain(self, step, arrays):
-        return 1.5  # its steepest slope, at x = 3
+    gain: ClassVar[float] = 1.5  # its steepest slope, at x = 3
 
 
 class Hardsigmoid(Activation):
@@ -184,8 +183,7 @@ class Hardsigmoid(Activation):
         return graph.node("HardSigmoid", [graph.x], alpha=1 / 6, beta=0.5)
     saturating: ClassVar[bool] = True
 
-    def float_gain(self, step, arrays):
-        return 1 / 6  # its slope between -3 and 3
+    gain: ClassVar[float] = 1 / 6  # its slope between -3 and 3
 
 
 class Mish(Activation):
@@ -194,8 +192,7 @@ class Mish(Activation):
     op: ClassVar[str] = "mish"
     onnx_op: ClassVar[str] = "Mish"
 
-    def float_gain(self, step, arrays):
-        return 1.09  # its steepest slope, 1.0885
+    gain: ClassVar[float] = 1.09  # its steepest slope, 1.0885
 
 
 class ELU(Activation):
@@ -222,8 +219,7 @@ class SELU(Activation):
     op: ClassVar[str] = "selu"
     onnx_op: ClassVar[str] = "Selu"  # ONNX's default alpha and gamma are PyTorch's
 
-    def float_gain(self, step, arrays):
-        return 1.7581  # scale * alpha: its slope just below 0
+    gain: ClassVar[float] = 1.7581  # scale * alpha: its slope just below 0
 
 
 class LogSoftmax(Activation):
@@ -233,8 +229,7 @@ class LogSoftmax(Activation):
     def onnx(self, step, graph):
         return graph.node("LogSoftmax", [graph.x], axis=1)
 
-    def float_gain(self, step, arrays):
-        return 2.0  # the largest max-norm of its Jacobian, I - softmax
+    gain: ClassVar[float] = 2.0  # the largest max-norm of its Jacobian, I - softmax
 
     def reduction_length(self, step):
         return max(1, step.input_shape[0])
