@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CnnCalcError, Location, SpecError
+from ..spec.loader import file_errors
 
 DATA_KEPT = 4096  # bytes of one initializer's values kept in memory; larger ones keep only their dims
 MAX_FOLDED = 1_000_000  # elements of a constant computed here (shape arithmetic)
@@ -104,16 +105,8 @@ class _Malformed(Exception):
 
 def _light_bytes(path: Path) -> bytes:
     """The file's protobuf with large initializer values left out (see the module's docstring)."""
-    file = str(path)
-    where = Location(file=file)
-    try:
+    with file_errors(path, "an ONNX file") as where:
         handle = open(path, "rb")
-    except FileNotFoundError:
-        raise SpecError("no such file", where) from None
-    except IsADirectoryError:
-        raise SpecError("is a directory, not an ONNX file", where) from None
-    except OSError as exc:
-        raise SpecError(f"cannot be read ({exc.strerror or exc})", where) from None
     with handle:
         try:
             buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)

@@ -135,19 +135,22 @@ class GELU(Activation):
 
 
 class Softmax(Activation):
+    """Over channels / features (axis 1 of [N, C, ...])."""
+
     kind: ClassVar[str] = "softmax"
     torch_module: ClassVar[str] = "nn.Softmax(dim=1)"
+    op: ClassVar[str] = "softmax"
+    onnx_op: ClassVar[str] = "Softmax"
+    gain: ClassVar[float] = 0.5  # the largest max-norm gain of its Jacobian
 
     def onnx(self, step, graph):
-        return graph.node("Softmax", [graph.x], axis=1)
-
-    gain: ClassVar[float] = 0.5  # the largest max-norm gain of its Jacobian
+        return graph.node(self.onnx_op, [graph.x], axis=1)
 
     def reduction_length(self, step):
         return max(1, step.input_shape[0])
 
     def forward(self, ops, xs, params, step):
-        return ops.softmax(xs[0], axis=1)  # over channels / features
+        return getattr(ops, self.op)(xs[0], axis=1)
 
 
 class SiLU(Activation):
@@ -222,20 +225,12 @@ class SELU(Activation):
     gain: ClassVar[float] = 1.7581  # scale * alpha: its slope just below 0
 
 
-class LogSoftmax(Activation):
+class LogSoftmax(Softmax):
     kind: ClassVar[str] = "log_softmax"
     torch_module: ClassVar[str] = "nn.LogSoftmax(dim=1)"
-
-    def onnx(self, step, graph):
-        return graph.node("LogSoftmax", [graph.x], axis=1)
-
+    op: ClassVar[str] = "log_softmax"
+    onnx_op: ClassVar[str] = "LogSoftmax"
     gain: ClassVar[float] = 2.0  # the largest max-norm of its Jacobian, I - softmax
-
-    def reduction_length(self, step):
-        return max(1, step.input_shape[0])
-
-    def forward(self, ops, xs, params, step):
-        return ops.log_softmax(xs[0], axis=1)  # over channels / features
 
 
 class PReLU(Leaf):

@@ -42,6 +42,13 @@ class ConvBase(Leaf):
         per_filter = self._table_inputs(step.input_shape[0]) / self.filters
         return max(1, math.ceil(per_filter * prod(step.hyper["kernel"])))
 
+    def _window_axes(self, shape) -> tuple[int, tuple, tuple, tuple]:
+        """(rank, kernel, stride, dilation) per spatial axis, after checking the input's channels."""
+        rank = spatial_rank(shape, self.kind)
+        self._channels(shape[0])
+        return (rank, per_axis(self.kernel, rank, "kernel"), per_axis(self.stride, rank, "stride"),
+                per_axis(self.dilation, rank, "dilation"))
+
     def _channels(self, c_in: int) -> None:
         if c_in % self.groups:
             raise ShapeError(f"{c_in} input channels cannot be split into {self.groups} groups")
@@ -70,12 +77,8 @@ class Conv(ConvBase):
         return sum(len(row) for row in self.connection_table)
 
     def infer(self, shape, ctx):
-        rank = spatial_rank(shape, "conv")
         c_in, sizes = shape[0], shape[1:]
-        self._channels(c_in)
-        kernel = per_axis(self.kernel, rank, "kernel")
-        stride = per_axis(self.stride, rank, "stride")
-        dilation = per_axis(self.dilation, rank, "dilation")
+        rank, kernel, stride, dilation = self._window_axes(shape)
         if self.padding == "same":
             pads = tuple(same_padding(*args) for args in zip(sizes, kernel, stride, dilation))
         else:
@@ -211,12 +214,8 @@ class ConvTranspose(ConvBase):
     output_padding: NonNegAxes = Field(0, description="extra size added on one side of the output: " + AXES_HELP)
 
     def infer(self, shape, ctx):
-        rank = spatial_rank(shape, "conv_transpose")
         c_in, sizes = shape[0], shape[1:]
-        self._channels(c_in)
-        kernel = per_axis(self.kernel, rank, "kernel")
-        stride = per_axis(self.stride, rank, "stride")
-        dilation = per_axis(self.dilation, rank, "dilation")
+        rank, kernel, stride, dilation = self._window_axes(shape)
         pads = pad_pairs(self.padding, rank)
         out_pad = per_axis(self.output_padding, rank, "output_padding")
         for op, s, d in zip(out_pad, stride, dilation):

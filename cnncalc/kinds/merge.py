@@ -2,6 +2,7 @@
 squeeze-and-excitation multiplies [C, H, W] by [C, 1, 1]) and channel `concat` (with U-Net's crop)."""
 from __future__ import annotations
 
+import functools
 from typing import Annotated, ClassVar
 
 from annotated_types import Len
@@ -20,13 +21,23 @@ class Merge(Leaf):
         raise NotImplementedError
 
 
-class Add(Merge):
-    kind: ClassVar[str] = "add"
-    family: ClassVar[str] = "add"
-    sums_inputs: ClassVar[bool] = True
+class ElementwiseMerge(Merge):
+    """`add` and `mul`: the op interface's binary function ``op`` folded over the inputs."""
+
+    op: ClassVar[str]
 
     def reduction_length(self, step):
         return max(1, len(step.inputs))
+
+    def forward(self, ops, xs, params, step):
+        return functools.reduce(getattr(ops, self.op), xs)
+
+
+class Add(ElementwiseMerge):
+    kind: ClassVar[str] = "add"
+    family: ClassVar[str] = "add"
+    op: ClassVar[str] = "add"
+    sums_inputs: ClassVar[bool] = True
 
     def merge(self, shapes):
         return add_shapes(shapes)
@@ -38,22 +49,14 @@ class Add(Merge):
         return graph.node("Sum" if len(graph.inputs) > 2 else "Add", list(graph.inputs)) \
             if len(graph.inputs) > 1 else graph.node("Identity", [graph.x])
 
-    def forward(self, ops, xs, params, step):
-        total = xs[0]
-        for x in xs[1:]:
-            total = ops.add(total, x)
-        return total
 
-
-class Mul(Merge):
+class Mul(ElementwiseMerge):
     """Element-wise product: a gate (squeeze-and-excitation, attention) scales a feature map."""
 
     kind: ClassVar[str] = "mul"
     family: ClassVar[str] = "mul"
+    op: ClassVar[str] = "mul"
     multiplies_inputs: ClassVar[bool] = True
-
-    def reduction_length(self, step):
-        return max(1, len(step.inputs))
 
     def merge(self, shapes):
         return broadcast_shapes(shapes, "multiply", " x ")
@@ -66,12 +69,6 @@ class Mul(Merge):
         for x in graph.inputs[1:]:  # ONNX's Mul takes two
             out = graph.node("Mul", [out, x])
         return out if len(graph.inputs) > 1 else graph.node("Identity", [out])
-
-    def forward(self, ops, xs, params, step):
-        product = xs[0]
-        for x in xs[1:]:
-            product = ops.mul(product, x)
-        return product
 
 
 class Concat(Merge):

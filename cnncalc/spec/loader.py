@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,18 +59,25 @@ def load_file(path: str | Path) -> tuple[Any, SourceMap]:
         from ..importers.onnx_import import load_onnx_file
 
         return load_onnx_file(path)
-    where = Location(file=str(path))
-    try:
+    with file_errors(path, "a spec file") as where:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SpecError(f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; refusing to read it", where)
         raw = path.read_bytes()
+    return load_bytes(raw, str(path), _format_of(path))
+
+
+@contextmanager
+def file_errors(path: Path, what: str):
+    """Turns the OS's errors while reading ``path`` into one located SpecError; yields its Location."""
+    where = Location(file=str(path))
+    try:
+        yield where
     except IsADirectoryError:
-        raise SpecError("is a directory, not a spec file", where) from None
+        raise SpecError(f"is a directory, not {what}", where) from None
     except FileNotFoundError:
         raise SpecError("no such file", where) from None
     except OSError as exc:
         raise SpecError(f"cannot be read ({exc.strerror or exc})", where) from None
-    return load_bytes(raw, str(path), _format_of(path))
 
 
 def _format_of(path: Path) -> str:
