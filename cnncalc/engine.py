@@ -251,10 +251,7 @@ class Engine:
                                f"{', '.join(self._rounded_briefly)}")]
 
     def spatial_size(self, ref: str) -> tuple[int, ...]:
-        try:
-            return self.lookup(ref, self._scope).shape[1:]
-        except SpecError as exc:
-            raise SpecError(exc.message.replace(f"`from: {ref}`", f"`size: {ref}`")) from None
+        return self.lookup(ref, self._scope, key="size").shape[1:]
 
     # ------------------------------------------------------------------ receptive field
     def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...]]:
@@ -283,13 +280,13 @@ class Engine:
         if name in self.referenced:
             self.pinned += out.elements
 
-    def lookup(self, ref: str, scope: Scope) -> Tensor:
+    def lookup(self, ref: str, scope: Scope, key: str = "from") -> Tensor:
         """The innermost composite's own names first, then each enclosing one's, then the top level."""
         for candidate in (*(f"{name}.{ref}" for name, _ in reversed(scope.chain)), ref):
             if candidate in self.outputs:
                 return self.outputs[candidate]
         known = [n for n in self.outputs if n != "input"][-8:]
-        raise SpecError(f"`from: {ref}` names no earlier layer (the latest are: {', '.join(known)}; "
+        raise SpecError(f"`{key}: {ref}` names no earlier layer (the latest are: {', '.join(known)}; "
                         "`input` is the network input)")
 
     def pin(self, *tensors: Tensor) -> None:
