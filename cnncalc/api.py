@@ -13,21 +13,49 @@ from .spec.loader import SourceMap, load_file
 from . import zoo
 
 
-def load_spec(source: Any, layout: str | None = None) -> Spec:
+def load_spec(source: Any, layout: str | None = None, input_shape: str | None = None) -> Spec:
     """``layout``: the command line's `--layout`: it shows the shapes, and reads the spec's shape
-    strings where the spec declares no `layout` of its own."""
+    strings where the spec declares no `layout` of its own. ``input_shape``: the command line's
+    `--input` (e.g. '3x320x320', read in the spec's layout): it replaces the spec's first input, and
+    fixes the size an ONNX file leaves dynamic."""
     if isinstance(source, Spec):
-        return source if layout is None else replace(source, layout=layout)
-    if isinstance(source, dict):
+        loaded = source if layout is None else replace(source, layout=layout)
+    elif isinstance(source, dict):
         with paused_gc():
-            return build_spec(source, SourceMap(), layout=layout)
-    if isinstance(source, (str, Path)):
+            loaded = build_spec(source, SourceMap(), layout=layout)
+    elif isinstance(source, (str, Path)):
         path = zoo.spec_path(source)
         with paused_gc():
+            if input_shape is not None and path.suffix.lower() == ".onnx":  # the size is needed to read the graph
+                from .importers.onnx_import import read_onnx
+
+                shape = _input_reading(input_shape, layout).shape
+                imported = read_onnx(path, shape)
+                data, source_map = imported.data, SourceMap(imported.file)
+                return build_spec(data, source_map, default_name=path.stem, layout=layout)
             data, source_map = load_file(path)
-            return build_spec(data, source_map, default_name=path.stem, layout=layout)
-    raise SpecError(f"cannot load a spec from {type(source).__name__}; give a path, a model name or a mapping",
-                    Location())
+            loaded = build_spec(data, source_map, default_name=path.stem, layout=layout)
+    else:
+        raise SpecError(f"cannot load a spec from {type(source).__name__}; give a path, a model name or a mapping",
+                        Location())
+    return loaded if input_shape is None else with_input_option(loaded, input_shape)
+
+
+def with_input_option(loaded: Spec, input_shape: str) -> Spec:
+    """The spec with its first input replaced by `--input` (read in the spec's layout). Its notes
+    become the reading's own: those of the replaced input no longer apply."""
+    from .report import Finding
+
+    reading = _input_reading(input_shape, loaded.chosen_layout)
+    notes = [Finding(Location(file="--input"), reading.note)] if reading.note else []
+    return loaded.with_input(reading.shape, notes=notes,
+                             layout=loaded.chosen_layout or reading.layout)
+
+
+def _input_reading(input_shape: str, layout: str | None):
+    from .spec.build import read_input
+
+    return read_input(input_shape, layout, Location(file="--input"))
 
 
 def analyze(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",

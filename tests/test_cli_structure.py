@@ -179,6 +179,24 @@ def test_the_options_are_defined_once():
             assert literal not in text, f"{path.name} writes {literal}"
 
 
+@pytest.mark.parametrize("name", ["table", "verify", "export", "import"])
+def test_input_is_one_option_everywhere(name):
+    assert option(name, "--input").name == "input_shape"
+
+
+def test_table_input_replaces_the_spec_input_in_its_layout():
+    runner = CliRunner()
+    wide = runner.invoke(cli, ["table", "resnet18", "--input", "3x320x320", "--format", "json"])
+    assert wide.exit_code == 0, wide.output
+    data = json.loads(wide.stdout)
+    assert data["input_shape"] == [3, 320, 320] and data["layers"][-1]["output_shape"] == [1000]
+    plain = json.loads(runner.invoke(cli, ["table", "resnet18", "--format", "json"]).stdout)
+    assert data["totals"]["params"] == plain["totals"]["params"]
+    assert data["layers"][0]["macs"] * 224 * 224 == plain["layers"][0]["macs"] * 320 * 320
+    bad = runner.invoke(cli, ["table", "resnet18", "--input", "3xbig"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("--input: error:")
+
+
 # ----------------------------------------------------------------------------- no cache
 def test_there_is_no_output_cache(tmp_path):
     """The issue: `TTY_COMPATIBLE=1 cnncalc table lenet5 | cat`, then the same without the variable,

@@ -37,8 +37,8 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def table_json(path) -> dict:
-    result = invoke("table", path, "--format", "json")
+def table_json(path, *options) -> dict:
+    result = invoke("table", path, "--format", "json", *options)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -253,7 +253,15 @@ def test_dynamic_input_needs_input_and_input_fixes_it(tmp_path):
                   dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
     line = one_error_line(invoke("table", path), path)
     assert "inputs[0] (image): error: the input's size is dynamic ([batch, 3, height, width])" in line
+    assert f"`cnncalc table {path} --input 3xHxW`" in line
     assert f"cnncalc import {path} --input 3xHxW -o spec.yaml" in line
+    direct = table_json(path, "--input", "3x32x32")  # every command reads the file with --input
+    assert direct["input_shape"] == [3, 32, 32]
+    assert direct["totals"]["trainable_params"] == sum(p.numel() for p in model.parameters())
+    wider = table_json(path, "--input", "3x48x40")
+    assert wider["input_shape"] == [3, 48, 40] and wider["totals"]["macs"] > direct["totals"]["macs"]
+    verified = invoke("verify", path, "--input", "3x16x16")
+    assert verified.exit_code == 0, verified.stderr
     spec = tmp_path / "fixed.yaml"
     result = invoke("import", path, "--input", "3x32x32", "-o", spec)
     assert result.exit_code == 0, result.stderr

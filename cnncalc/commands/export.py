@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .support import fail
+from .support import fail, input_option
 
 TARGETS = ("pytorch", "onnx")
 
@@ -19,12 +19,14 @@ TARGETS = ("pytorch", "onnx")
                    "ONNX model, opset 20, zero weights, batch 1; needs the onnx package, not PyTorch).")
 @click.option("-o", "--output", "output_file", default=None, metavar="FILE",
               help="Write the code to FILE (atomically; never over the spec) instead of stdout.")
-def export(spec, target, output_file):
+@input_option("Export at another input size, e.g. 3x320x320 (read in the spec's layout); fixes the size an ONNX "
+              "file leaves dynamic.")
+def export(spec, target, output_file, input_shape):
     """Write SPEC as code for a framework (a runnable PyTorch nn.Module, or an ONNX model)."""
     from ..errors import CnnCalcError
 
     try:
-        loaded, analysis = analysed(spec, output_file)
+        loaded, analysis = analysed(spec, output_file, input_shape)
         if target == "onnx":
             write_onnx(analysis, spec, loaded.description, output_file)
             for warning in analysis.report.warnings:
@@ -82,7 +84,7 @@ def _umask() -> int:
     return mask
 
 
-def analysed(spec: str, output_file: str | None):
+def analysed(spec: str, output_file: str | None, input_shape: str | None = None):
     """(the spec, its analysis) with the sizes PyTorch computes: a size that is not whole is floored,
     as `run` and `verify` floor it (a note where the spec declares `rounding: floor`, a warning per
     layer otherwise); ``output_file`` must not be the spec."""
@@ -90,7 +92,7 @@ def analysed(spec: str, output_file: str | None):
 
     from ..api import analyze_spec, load_spec
 
-    loaded = load_spec(spec)  # a file, a zoo model or a lecture example
+    loaded = load_spec(spec, input_shape=input_shape)  # a file, a zoo model or a lecture example
     if output_file:
         from ..output import refuse_to_overwrite
 

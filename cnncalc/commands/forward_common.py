@@ -45,16 +45,8 @@ def analysed(spec: str, batch: int, input_shape: str | None):
     from dataclasses import replace
 
     from ..api import analyze_spec, load_spec
-    from ..errors import Location
-    from ..report import Finding
-    from ..spec.build import read_input
 
-    loaded = load_spec(resolve_spec(spec))
-    if input_shape:
-        where = Location(file="--input")
-        reading = read_input(input_shape, loaded.chosen_layout, where)
-        notes = [Finding(where, reading.note)] if reading.note else []
-        loaded = loaded.with_input(reading.shape, notes=notes, layout=loaded.chosen_layout or reading.layout)
+    loaded = load_spec(resolve_spec(spec), input_shape=input_shape)
     # The backends floor a size that is not whole, as PyTorch does, whatever the spec says. That is the
     # spec's own choice only when it declares `rounding: floor` (one note lists the layers); otherwise
     # the floor is the default, and each floored layer is warned, as `table` warns it.

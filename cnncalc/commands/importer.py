@@ -10,16 +10,15 @@ from pathlib import Path
 
 import click
 
-from .support import fail
+from .support import fail, input_option
 
 
 @click.command("import")
 @click.argument("model", required=False, metavar="[MODEL.onnx]")
 @click.option("-o", "--output", "output_file", default=None, metavar="FILE",
               help="Write the spec to FILE (atomically; never over the model) instead of stdout.")
-@click.option("--input", "input_shape", default=None, metavar="SHAPE",
-              help="The input size [C, *spatial], e.g. 3x224x224: fixes a dynamic ONNX input (or replaces a "
-                   "static one); required with --torch.")
+@input_option("The input size [C, *spatial], e.g. 3x224x224: fixes a dynamic ONNX input (or replaces a "
+              "static one); required with --torch.")
 @click.option("--torch", "torch_target", default=None, metavar="TARGET",
               help="Import a PyTorch model instead: 'package.module:factory' or 'path/to/file.py:ClassName', "
                    "built by calling it with no arguments.")

@@ -50,6 +50,11 @@ def _default_first(choices, default) -> list[str]:
     return sorted(choices, key=lambda choice: choice != default)
 
 
+def input_option(help: str | None = "Analyse at another input size, e.g. 3x320x320 (read in the spec's layout); "
+                                     "fixes the size an ONNX file leaves dynamic."):
+    return click.option("--input", "input_shape", default=None, metavar="SHAPE", help=help)
+
+
 def batch_option(help: str | None = "Batch size."):
     return click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help=help)
 

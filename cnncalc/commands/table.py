@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from .support import (batch_option, console, dtype_option, fail, format_option, layout_option, optimizer_option,
-                      print_warnings, rounding_option)
+from .support import (batch_option, console, dtype_option, fail, format_option, input_option, layout_option,
+                      optimizer_option, print_warnings, rounding_option)
 
 
 def split_columns(ctx, param, value: str | None):
@@ -34,12 +34,13 @@ def split_columns(ctx, param, value: str | None):
 @click.option("--explain", is_flag=True, help="After the table, every formula with the numbers plugged in.")
 @click.option("--output", "output_file", default=None, metavar="FILE",
               help="Write the report to FILE (atomically; never over the spec) instead of stdout.")
+@input_option()
 @batch_option()
 @dtype_option()
 @optimizer_option()
 @layout_option("Show shapes as chw (C x H x W), hwc (H x W x C) or whd (W x H x D); also reads the spec's shape "
                "strings where it declares no layout (default: the spec's).")
-def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtype, optimizer, layout):
+def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape, batch, dtype, optimizer, layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
     from ..engine import paused_gc
     from ..errors import CnnCalcError
@@ -47,7 +48,7 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtyp
     # A large report is many small containers; the cyclic collector would rescan them all, again and again.
     with paused_gc():
         try:
-            analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file)
+            analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file, input_shape)
             report, explained = analysis.report, analysis if explain else None
             if depth is not None:
                 from ..report import fold_to_depth
@@ -66,13 +67,13 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, batch, dtyp
             fail(error)  # after the rows that were computed
 
 
-def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None):
+def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, input_shape=None):
     """(the engine's Analysis: report and plan, None), or (the rows before the layer that failed,
     its error); raises when no row could be computed, or when ``output_file`` is the spec itself."""
     from ..api import analyze_spec, load_spec
     from ..engine import PartialAnalysis
 
-    loaded = load_spec(spec, layout)
+    loaded = load_spec(spec, layout, input_shape)
     if output_file:
         from ..output import refuse_to_overwrite
 

@@ -14,7 +14,7 @@ import click
 from ..errors import EXIT_FINDINGS, CnnCalcError
 from .forward_common import (analysed, backend_options, check_memory, duration, findings, load_engine,
                              resolve_spec)  # noqa: F401 (resolve_spec: imported from here too)
-from .support import batch_option, console, fail, format_option, print_warnings
+from .support import batch_option, console, fail, format_option, input_option, print_warnings
 
 PROGRESS_DELAY_S = 1.0  # a bar for runs that take longer than this
 
@@ -23,8 +23,8 @@ PROGRESS_DELAY_S = 1.0  # a bar for runs that take longer than this
 @click.argument("spec")
 @backend_options
 @batch_option()
-@click.option("--input", "input_shape", metavar="SHAPE",
-              help="Run at another input size, e.g. 3x64x64 (read in the spec's layout).")
+@input_option("Run at another input size, e.g. 3x64x64 (read in the spec's layout); fixes the size an ONNX "
+              "file leaves dynamic.")
 @format_option("table", "json")
 def verify(spec, backend, device, seed, max_memory, batch, input_shape, fmt):
     """Run SPEC (a file or a zoo model name) forward on real arrays (seeded random weights where the

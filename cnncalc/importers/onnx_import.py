@@ -419,9 +419,10 @@ class _Converter:
                 letters = ["C", *{1: "L", 2: "HW", 3: "DHW"}.get(len(per_sample) - 1, "S" * (len(per_sample) - 1))]
                 hint = "x".join(str(d) if isinstance(d, int) and d > 0 else letter
                                 for d, letter in zip(per_sample, letters))
-                raise SpecError(f"the input's size is dynamic ({self.dims_text(dims)}); give it with --input: "
-                                f"`cnncalc import {self.file} --input {hint} -o spec.yaml` with numbers for its "
-                                "sizes (the batch axis may stay dynamic)", where)
+                raise SpecError(f"the input's size is dynamic ({self.dims_text(dims)}); give it with --input "
+                                f"and numbers for its sizes, e.g. `cnncalc table {self.file} --input {hint}` or "
+                                f"`cnncalc import {self.file} --input {hint} -o spec.yaml` (the batch axis may stay "
+                                "dynamic)", where)
             if number == 0:
                 batch = dims[0]
                 self.batch = batch if isinstance(batch, int) and batch > 0 else 1
