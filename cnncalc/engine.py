@@ -15,7 +15,8 @@ from .errors import CnnCalcError, FitError, Location, SpecError
 from .formulas import Window, half, misfit_message
 from .kinds import GLOBAL, Layer, Leaf, Merge, Outcome, RFStep
 from .plan import Plan, Step
-from .report import DTYPE_BYTES, OPTIMIZER_COPIES, Block, Finding, LayerRow, ReceptiveField, Report, Totals
+from .report import (DTYPE_BYTES, OPTIMIZER_COPIES, Block, Finding, LayerRow, ReceptiveField, Report, Totals,
+                     plain_number)
 from .spec.build import Spec
 from .spec.loader import format_path
 
@@ -32,6 +33,9 @@ class Tensor:
     rf: ReceptiveField
     spatial: tuple[int, ...]  # last spatial sizes, kept through flatten for the receptive field
     node: int = -1  # index of the row that produced it; -1 = the network input
+    # The field of its positional path, for alignment: ``rf`` itself until a broadcast gate (`mul`,
+    # `se`) widens ``rf`` to the whole image; None after a global pool (no position left).
+    anchor: ReceptiveField | None = None
 
     @property
     def elements(self) -> int:
@@ -85,6 +89,7 @@ class Engine:
         # None (the default). A chosen rounding is not warned per layer: one note lists what it rounded.
         self.rounding_chosen = rounding_chosen
         self.rounded: list[Finding] = []  # every layer whose size was rounded, warned or not
+        self.misaligned: list[Finding] = []  # every merge whose inputs' fields are not aligned (also warned)
         self._rounded_briefly: list[str] = []  # "conv1 112.50 -> 112", for that note
         self.batch = batch
         self.dtype = dtype
@@ -155,19 +160,38 @@ class Engine:
         sees what the same pixel of each input sees, so the receptive field is the union of the
         inputs' fields per axis (``union_rf``); `concat` with `crop` first shifts each input's
         field by the rows/columns its centre crop drops."""
-        fields = [t.rf for t in inputs]
+        fields, anchors = [t.rf for t in inputs], [t.anchor for t in inputs]
         if getattr(layer, "crop", False) and len(shape) > 1:
             smallest = shape[1:]
             fields = [crop_rf(t.rf, t.shape[1:], smallest) for t in inputs]
+            anchors = [a and crop_rf(a, t.shape[1:], smallest) for a, t in zip(anchors, inputs)]
         spatial = next((t.spatial for t in inputs if t.shape == shape), inputs[0].spatial)  # not a broadcast gate's
         if len(shape) == 1 and len(inputs) > 1 and len({len(t.spatial) for t in inputs}) == 1:
             spatial = tuple(map(max, *(t.spatial for t in inputs)))  # flat inputs: the largest last maps
         full = [t.shape[1:] == shape[1:] for t in inputs]
+        placed = [whole and a is not None for whole, a in zip(full, anchors)]  # gates and global fields have no grid
+        self.check_alignment(inputs, anchors, placed, name)
+        merged = union_rf(fields, full)
+        anchor = next((a for a, p in zip(anchors, placed) if p), None)
+        if all(placed) and all(a == f for a, f in zip(anchors, fields)):
+            anchor = merged  # no gate, no global field: the positional field is the whole field
         return self.emit(layer, inputs, Outcome(shape=shape), scope, name, kind=_merge_kind(layer),
-                         merged=(union_rf(fields, full), spatial))
+                         merged=(merged, spatial, anchor))
+
+    def check_alignment(self, inputs: list[Tensor], anchors: list, placed: list[bool], name: str) -> None:
+        """Warn (and list in ``misaligned``) a merge whose positioned inputs see the image on
+        different grids: each output pixel would mix features centred at different input pixels."""
+        if sum(placed) < 2 or len(self.spec.inputs) > 1:  # fields of two network inputs share no pixel grid
+            return
+        names = [self.rows[t.node].name if t.node >= 0 else list(self.spec.inputs)[-t.node - 1] for t in inputs]
+        problem = misalignment(anchors, placed, names)
+        if problem:
+            finding = Finding(self.spec.source.locate(self._layer.path, name), problem)
+            self.misaligned.append(finding)
+            self.warnings.append(finding)
 
     def emit(self, layer: Layer, inputs: list[Tensor], outcome: Outcome, scope: Scope, name: str,
-             kind: str | None = None, merged: tuple[ReceptiveField, tuple[int, ...]] | None = None) -> Tensor:
+             kind: str | None = None, merged: tuple | None = None) -> Tensor:
         shape = outcome.shape
         elements = math.prod(shape) * self.batch
         if elements > MAX_ELEMENTS:
@@ -176,7 +200,9 @@ class Engine:
         if outcome.weights > MAX_ELEMENTS:
             raise CnnCalcError(f"the layer would have {outcome.weights:,} weights, more than any tensor library "
                                "can address; such a weight tensor could never exist")
-        rf, spatial = merged or self.move_rf(inputs[0], outcome.rf)
+        rf, spatial, anchor = merged or self.move_rf(inputs[0], outcome.rf)
+        if anchor is not None and len(shape) > 1 and max(shape[1:]) == 1:
+            anchor = None  # a 1x1 map has no positions: what is made from it (upsampled, broadcast) aligns anywhere
         node = len(self.rows)
         path = layer.path
         text_path, line, kind = format_path(path), self.spec.source.line_of(path), kind or layer.kind
@@ -208,7 +234,7 @@ class Engine:
                                shape))
         live = sum(t.elements for t in inputs) + math.prod(shape) + self.pinned
         self.peak_live = max(self.peak_live, live)
-        return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:], node)
+        return Tensor(shape, rf, spatial if len(shape) == 1 else shape[1:], node, anchor)
 
     # ------------------------------------------------------------------ context for layers
     def resolve(self, windows: list[Window], what: str) -> tuple[int, ...]:
@@ -254,19 +280,16 @@ class Engine:
         return self.lookup(ref, self._scope, key="size").shape[1:]
 
     # ------------------------------------------------------------------ receptive field
-    def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...]]:
-        rf, spatial = x.rf, x.spatial
+    def move_rf(self, x: Tensor, change) -> tuple[ReceptiveField, tuple[int, ...], ReceptiveField | None]:
+        """(field, last spatial sizes, positional field) of a layer's output from its input's."""
+        rf, spatial, anchor = x.rf, x.spatial, x.anchor
         if change is None or not rf.size:
-            return rf, spatial
+            return rf, spatial, anchor
         if change == GLOBAL:  # the whole last map; after it, that map is covered (fc7 sees what fc6 saw)
             change = tuple(RFStep(size, 1, half(size - 1)) for size in spatial)
-            spatial = (1,) * len(spatial)
-        if len(change) != len(rf.size):
-            return rf, spatial
-        size = tuple(s + (step.extent - 1) * j for s, j, step in zip(rf.size, rf.jump, change))
-        jump = tuple(j * step.stride for j, step in zip(rf.jump, change))
-        start = tuple(st + step.offset * j for st, j, step in zip(rf.start, rf.jump, change))
-        return ReceptiveField(size, jump, start), spatial
+            return moved_rf(rf, change), (1,) * len(spatial), None
+        moved = moved_rf(rf, change)
+        return moved, spatial, moved if anchor is rf else anchor and moved_rf(anchor, change)
 
     # ------------------------------------------------------------------ names and memory
     def name_for(self, layer: Layer, scope: Scope) -> str:
@@ -326,6 +349,7 @@ class Engine:
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
                       self.optimizer, rows, totals, self.warnings, self.spec.file,
                       list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded), blocks=blocks,
+                      misaligned=list(self.misaligned),
                       inputs=dict(self.spec.inputs))
 
     def analysis(self) -> Analysis:
@@ -336,7 +360,8 @@ class Engine:
 def network_input(shape: tuple[int, ...], node: int) -> Tensor:
     """A network input: its receptive field is one pixel; ``node`` -1 for the first input, -2, ... after."""
     rank = len(shape) - 1
-    return Tensor(shape, ReceptiveField((1,) * rank, (1,) * rank, (0,) * rank), shape[1:], node)
+    rf = ReceptiveField((1,) * rank, (1,) * rank, (0,) * rank)
+    return Tensor(shape, rf, shape[1:], node, rf)
 
 
 # ---------------------------------------------------------------------- receptive field of merges
@@ -369,6 +394,59 @@ def union_rf(fields: list[ReceptiveField], full: list[bool] | None = None) -> Re
         sized = [f for f, whole in zip(fields, full or [True] * len(fields)) if whole] or fields
         jump.append(max(f.jump[axis] for f in sized))
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def moved_rf(rf: ReceptiveField, change: tuple) -> ReceptiveField:
+    """The field after one layer's step per axis (``RFStep``: r_out = r_in + (extent - 1) * j_in)."""
+    if len(change) != len(rf.size):
+        return rf
+    size = tuple(s + (step.extent - 1) * j for s, j, step in zip(rf.size, rf.jump, change))
+    jump = tuple(j * step.stride for j, step in zip(rf.jump, change))
+    start = tuple(st + step.offset * j for st, j, step in zip(rf.start, rf.jump, change))
+    return ReceptiveField(size, jump, start)
+
+
+def misalignment(fields: list[ReceptiveField], full: list[bool], names: list[str]) -> str | None:
+    """What keeps a merge's inputs from being aligned (Araujo, Norris & Sim, "Computing Receptive
+    Fields of Convolutional Neural Networks", Distill 2019): output pixel i of input k is centred
+    at ``start_k + i * jump_k`` input pixels, so the inputs agree for every i only with equal
+    jumps and equal starts. Broadcast gates (``full`` False, a [C, 1, 1] `mul`/`se` scale) have
+    no grid of their own and are left out; None when aligned."""
+    sized = [(f, n) for f, whole, n in zip(fields, full, names) if whole and f.size]
+    if len(sized) < 2:
+        return None
+    (first, first_name), axes = sized[0], _axis_names(len(sized[0][0].size))
+    for field, other in sized[1:]:
+        if len(field.size) != len(first.size):
+            continue
+        if field.jump != first.jump:
+            return (f"the merged inputs are not aligned: `{other}` steps {_per_axis(field.jump, axes)} "
+                    f"per output pixel, `{first_name}` {_per_axis(first.jump, axes)}, so they sample the input on "
+                    "different grids (receptive-field alignment, Araujo et al. 2019)")
+        if field.start != first.start:
+            offsets = tuple(b - a for a, b in zip(first.start, field.start))
+            whole = all(Fraction(o) % Fraction(j) == 0 for o, j in zip(offsets, first.jump))
+            grid = ("a whole number of output pixels: the same grid, shifted" if whole
+                    else "off the grid of output pixels")
+            return (f"the merged inputs are not aligned: the fields of `{other}` are centred "
+                    f"{_per_axis(offsets, axes, signed=True)} from those of `{first_name}` ({grid}), "
+                    "so each output pixel mixes features centred at different input pixels (receptive-field "
+                    "alignment, Araujo et al. 2019)")
+    return None
+
+
+def _axis_names(rank: int) -> tuple[str, ...]:
+    return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(rank, tuple(f"axis {i}" for i in range(rank)))
+
+
+def _per_axis(values, axes, signed: bool = False) -> str:
+    def number(v):
+        text = str(plain_number(v))
+        return f"+{text}" if signed and v > 0 else text
+
+    if len(set(values)) == 1:
+        return f"{number(values[0])} input pixels{' on every axis' if len(values) > 1 else ''}"
+    return ", ".join(f"{number(v)} ({axis})" for v, axis in zip(values, axes)) + " input pixels"
 
 
 def crop_rf(rf: ReceptiveField, have: tuple[int, ...], want: tuple[int, ...]) -> ReceptiveField:

@@ -241,6 +241,7 @@ class Report:
     blocks: list[Block] = field(default_factory=list)  # every walked layer instance, in walking order
     rounded: list[Finding] = field(default_factory=list)  # every layer whose size was rounded (floor/ceil)
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input (one: {"input": ...})
+    misaligned: list[Finding] = field(default_factory=list)  # merges whose inputs' receptive fields are not aligned
 
     def __post_init__(self):
         self.inputs = self.inputs or {"input": self.input_shape}
@@ -288,4 +289,5 @@ class Report:
             "notes": [n.to_dict() for n in self.notes],
             "rounded": [r.to_dict() for r in self.rounded],
             "inputs": {name: list(shape) for name, shape in self.inputs.items()},  # added after the first contract
+            "misaligned": [m.to_dict() for m in self.misaligned],
         }

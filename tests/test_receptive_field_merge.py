@@ -16,6 +16,7 @@ cases at the top need no torch; the torch cases skip without it.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -466,3 +467,76 @@ def test_fully_connected_layers_after_the_first_keep_its_field():
     rows = {row.name: row for row in analyze("alexnet").layers}
     fields = [tuple(rows[name].receptive_field.size) for name in ("fc6", "fc7", "fc8")]
     assert fields[0] == fields[1] == fields[2] == (355, 355)
+
+
+# ---------------------------------------------------------------------------- alignment of merged fields
+# (paths of a top-level Merge, the offset cnncalc reports in input pixels per axis (H, W), or None: aligned)
+ALIGNMENT_CASES = {
+    "even_and_odd_kernels_at_stride_2": (Merge("add", [Seq([Conv(2, 2, 2)]), Seq([Conv(2, 3, 2, 1)])]), 16,
+                                         ("-0.5 input pixels on every axis", "off the grid")),
+    "pool_and_padded_conv_at_stride_2": (Merge("concat", [Seq([Conv(2, 3, 2, 1)]), Seq([Pool(2, 2, kind="avgpool")])]),
+                                         16, ("+0.5 input pixels on every axis", "off the grid")),
+    "asymmetric_padding": (Merge("concat", [Seq([Conv(2, 3, padding=((2, 0), (0, 2)))]),
+                                            Seq([Conv(2, 3, padding=1)])]), 17, ("+1 (H), -1 (W) input pixels",
+                                                                                "the same grid, shifted")),
+    "same_padding_kernels": (Merge("add", [Seq([ROW_1x5]), Seq([COL_3x1]), Seq([Conv(2, 1)])]), 17, None),
+    "strided_shortcut": (Merge("add", [Seq([Conv(2, 3, 2, 1), Conv(2, 3, padding=1)]), Seq([Conv(2, 1, 2)])]), 33,
+                         None),
+    "stride_then_pool_or_conv": (Merge("concat", [Seq([Pool(3, 2, 1), Conv(2, 1)]), Seq([Conv(2, 3, 2, 1)])]), 33,
+                                 None),
+}
+
+
+def _report_warnings(net, size):
+    return [m.message for m in analyze(net, size).misaligned]
+
+
+@pytest.mark.parametrize("case", ALIGNMENT_CASES)
+def test_misaligned_merges_are_warned_and_aligned_ones_are_not(case):
+    net, size, expected = ALIGNMENT_CASES[case]
+    found = _report_warnings(net, size)
+    if expected is None:
+        assert found == []
+        return
+    [message] = found
+    assert all(part in message for part in expected), message
+    assert "`p1`" in message and "`p0`" in message
+
+
+@pytest.mark.parametrize("case", ALIGNMENT_CASES)
+def test_alignment_matches_torch_gradient_footprints(case):
+    """Each path alone, as PyTorch sees it: the centre of the same output pixel's input-gradient
+    footprint. Aligned paths have equal centres; misaligned ones differ by the reported offset."""
+    net, size, expected = ALIGNMENT_CASES[case]
+    centres = [tuple(centre for _, centre, _ in footprint(path, size)) for path in net.paths]
+    report = analyze(net, size)
+    fields = {row.name: row.receptive_field for row in report.layers}
+    index = [tuple(i for _, _, i in footprint(path, size)) for path in net.paths]
+    predicted = [tuple(st + i * j for st, j, i in zip(fields[f"p{k}"].start, fields[f"p{k}"].jump, index[k]))
+                 for k in range(len(net.paths))]
+    assert centres == predicted
+    assert (len(set(centres)) == 1) == (expected is None)
+
+
+def test_broadcast_gates_and_global_branches_have_no_grid_to_misalign():
+    """An SE gate ([C, 1, 1]) widens the field to the whole image but keeps the main path's
+    position; a globally pooled branch upsampled back (ASPP's image pooling) has no position."""
+    spec = {"input": [8, 32, 32], "layers": [
+        {"residual": {"layers": [{"conv": {"filters": 8, "kernel": 3, "padding": 1}},
+                                 {"se": {"squeeze_channels": 2}}, {"conv": {"filters": 8, "kernel": 1}}]}},
+        {"conv": {"filters": 8, "kernel": 3, "padding": 1}, "name": "local"},
+        {"global_avgpool": None, "from": "local", "name": "pooled"},
+        {"upsample": {"size": [32, 32]}, "name": "up"},
+        {"concat": {"from": ["local", "up"]}},
+    ]}
+    assert cnncalc.analyze(cnncalc.load_spec(spec)).misaligned == []
+
+
+def test_zoo_networks_are_aligned():
+    """Every zoo network merges aligned fields (ResNet's strided shortcuts, Inception's padded
+    branches, U-Net's centre crops, EfficientNet's SE gates, FCN's upsampling)."""
+    from cnncalc import zoo
+
+    for name in zoo.model_names():
+        assert cnncalc.analyze(name).misaligned == [], name
+
