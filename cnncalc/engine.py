@@ -416,15 +416,15 @@ def misalignment(fields: list[ReceptiveField], full: list[bool], names: list[str
     if len(sized) < 2:
         return None
     (first, first_name), axes = sized[0], _axis_names(len(sized[0][0].size))
-    for field, other in sized[1:]:
-        if len(field.size) != len(first.size):
+    for rf, other in sized[1:]:
+        if len(rf.size) != len(first.size):
             continue
-        if field.jump != first.jump:
-            return (f"the merged inputs are not aligned: `{other}` steps {_per_axis(field.jump, axes)} "
+        if rf.jump != first.jump:
+            return (f"the merged inputs are not aligned: `{other}` steps {_per_axis(rf.jump, axes)} "
                     f"per output pixel, `{first_name}` {_per_axis(first.jump, axes)}, so they sample the input on "
                     "different grids (receptive-field alignment, Araujo et al. 2019)")
-        if field.start != first.start:
-            offsets = tuple(b - a for a, b in zip(first.start, field.start))
+        if rf.start != first.start:
+            offsets = tuple(b - a for a, b in zip(first.start, rf.start))
             whole = all(Fraction(o) % Fraction(j) == 0 for o, j in zip(offsets, first.jump))
             grid = ("a whole number of output pixels: the same grid, shifted" if whole
                     else "off the grid of output pixels")

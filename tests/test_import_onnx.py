@@ -547,3 +547,56 @@ def test_spec_yaml_reads_back_as_the_data():
     assert '  - batchnorm: {name: "12", eps: 1.0e-05}\n' in text  # a number-like name stays text
     assert "  - residual:\n      name: r\n      layers:\n        - conv: {filters: 4, kernel: 1}\n" in text
     assert yaml.safe_load(text) == data
+
+
+def crop_model(path, starts, ends, consumer="Concat"):
+    """conv 3x3 valid (8x8 -> 6x6) beside the input centre-cropped by a Slice to 6x6 (U-Net's skip)."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Conv", ["x", "conv.weight"], ["c"], name="conv"),
+             helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["s"], name="crop")]
+    if consumer == "Concat":
+        nodes.append(helper.make_node("Concat", ["s", "c"], ["y"], name="cat", axis=1))
+    else:
+        nodes.append(helper.make_node(consumer, ["s"], ["y"], name="after"))
+    initializers = [tensor("conv.weight", (4, 3, 3, 3)), tensor("starts", values=starts, dtype="int64"),
+                    tensor("ends", values=ends, dtype="int64"), tensor("axes", values=[2, 3], dtype="int64")]
+    return helper_model(path, nodes, initializers, (1, 3, 8, 8))
+
+
+@needs_onnx
+def test_a_centre_crop_before_a_concat_is_concat_with_crop(tmp_path):
+    """U-Net's skip connection as exporters write it: Slice of the spatial axes, then Concat."""
+    path = crop_model(tmp_path / "crop.onnx", [1, 1], [7, 7])
+    report = table_json(path)
+    [cat] = [row for row in report["layers"] if row["name"] == "cat"]
+    assert cat["kind"] == "concat" and cat["output_shape"] == [7, 6, 6]
+    assert "crop: true" in invoke("import", path).stdout
+    # not a centre crop (the rows 0..5 of 8): cnncalc's crop would take 1..6, so it is refused
+    line = one_error_line(invoke("table", crop_model(tmp_path / "corner.onnx", [0, 0], [6, 6])), tmp_path / "corner.onnx")
+    assert "nodes[1] Slice (crop)" in line and "a slice of axis 2" in line
+    # a crop read by anything but a Concat
+    line = one_error_line(invoke("table", crop_model(tmp_path / "relu.onnx", [1, 1], [7, 7], "Relu")),
+                          tmp_path / "relu.onnx")
+    assert "nodes[2] Relu (after)" in line and "a Slice of the spatial axes (a crop)" in line
+
+
+@needs_torch
+def test_unet_exported_by_torch_reads_as_the_spec(tmp_path):
+    """U-Net's centre crops as torch.onnx.export writes them (one Slice per axis, chained) become
+    `concat` with `crop` again: the same totals as the spec at that input."""
+    import torch
+
+    from cnncalc.commands.export import analysed
+    from cnncalc.export.pytorch import pytorch_source
+
+    loaded, analysis = analysed("unet", None, "1x188x188")
+    namespace: dict = {"__name__": "exported"}
+    exec(compile(pytorch_source(analysis, "unet", loaded.description), "<unet>", "exec"), namespace)
+    model_class = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)][-1]
+    path = export(model_class(), 188, tmp_path / "unet.onnx", channels=1)
+    report = table_json(path)
+    assert sum(row["kind"] == "concat" for row in report["layers"]) == 4
+    spec = table_json("unet", "--input", "1x188x188")
+    for key in ("params", "trainable_params", "macs", "activations"):  # the file orders the layers its own way
+        assert report["totals"][key] == spec["totals"][key], key

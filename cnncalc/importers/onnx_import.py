@@ -248,6 +248,16 @@ class _Act:
 
 
 @dataclass
+class _Crop:
+    """A centre crop of an activation's spatial axes (a Slice), which only a Concat may read: it
+    becomes cnncalc's `concat` with `crop: true`, as U-Net's skip connections."""
+
+    source: _Act
+    shape: tuple[int, ...]  # [C, *spatial] after the crop
+    starts: tuple[int, ...]  # per spatial axis, the first row/column kept of the source
+
+
+@dataclass
 class _Known:
     """A tensor known without running the network: an initializer (dims; values when small), a
     Constant, or shape arithmetic computed here."""
@@ -635,6 +645,9 @@ class _Converter:
 
     def act(self, node, index: int = 0) -> _Act:
         value = self.input(node, index)
+        if isinstance(value, _Crop):
+            raise _Unsupported(f"its input {index} is a Slice of the spatial axes (a crop); cnncalc reads such a "
+                               "slice only as U-Net's centre crop before a channel Concat (`concat` with `crop`)")
         if not isinstance(value, _Act):
             raise _Unsupported(f"its input {index} is a constant, not computed from the network input")
         return value
@@ -1280,7 +1293,17 @@ class _Converter:
 
     def op_slice(self, node) -> None:
         """Slices of a tensor's channels that tile them, as PyTorch exports torch.chunk or
-        torch.split: one `split`, each Slice a piece."""
+        torch.split: one `split`, each Slice a piece. A centre crop of the spatial axes waits for
+        the Concat that reads it (``_Crop``)."""
+        given = self.input(node, 0)
+        if isinstance(given, (_Act, _Crop)) and not self.slice_axes(node, [self.batch, *given.shape]):
+            self.values[node.output[0]] = given  # a Slice that keeps every axis whole (x[:, :, 0:H, 0:W])
+            return
+        crop = self.centre_crop(node, given) if isinstance(given, (_Act, _Crop)) else None
+        if crop is not None:
+            self.cross_check(node.output[0], crop.shape)
+            self.values[node.output[0]] = crop
+            return
         x = self.act(node)
         source = node.input[0]
         siblings = [i for i in self.consumers.get(source, []) if self.nodes[i].op_type == "Slice"]
@@ -1307,6 +1330,45 @@ class _Converter:
             ref = f"{ident}.{number}"
             self.bind(self.nodes[index], 0, _Act(ref, self.engine.outputs[ref]))
 
+    def centre_crop(self, node, x) -> _Crop | None:
+        """A Slice that keeps batch and channels and cuts spatial axes with step 1, of an
+        activation or of another such crop (exporters slice one axis at a time), as a ``_Crop``
+        when the result is a centre crop of the activation (the odd row or column cut at the
+        end, as `concat`'s `crop`); None otherwise."""
+        cuts = self.slice_axes(node, [self.batch, *x.shape])
+        if not cuts or any(axis < 2 or step != 1 for axis, _, _, step in cuts):
+            return None
+        source = x.source if isinstance(x, _Crop) else x
+        shape = list(x.shape)
+        starts = list(x.starts if isinstance(x, _Crop) else (0,) * (len(shape) - 1))
+        for axis, start, end, _ in cuts:
+            shape[axis - 1] = end - start
+            starts[axis - 2] += start
+        for have, want, start in zip(source.shape[1:], shape[1:], starts):
+            if want <= 0 or (want < have and start != (have - want) // 2):
+                return None
+        return _Crop(source, tuple(shape), tuple(starts))
+
+    def slice_axes(self, node, full: list[int]) -> list[tuple[int, int, int, int]]:
+        """(axis, start, end, step) of each axis a Slice cuts, clamped as ONNX clamps them; axes
+        it keeps whole are left out."""
+        if self.opset < 10:
+            attrs = self.attrs(node)
+            starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
+        else:
+            starts, ends = self.ints(node, 1, "starts"), self.ints(node, 2, "ends")
+            axes, steps = self.ints(node, 3, "axes"), self.ints(node, 4, "steps")
+        axes = list(range(len(starts))) if axes is None else [self.axis(a, len(full)) for a in axes]
+        steps = [1] * len(starts) if steps is None else steps
+        cuts = []
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            size = full[axis]
+            start = min(max(start + size if start < 0 else start, 0), size)
+            end = min(max(end + size if end < 0 else end, 0), size)
+            if (start, end, step) != (0, size, 1):
+                cuts.append((axis, start, end, step))
+        return cuts
+
     def channel_range(self, node, x: _Act) -> tuple[int, int]:
         """(start, stop) of a Slice that cuts only the channels, with step 1; else _Unsupported."""
         full = [self.batch, *x.shape]
@@ -1332,13 +1394,23 @@ class _Converter:
 
     def op_concat(self, node) -> None:
         values = [self.input(node, i) for i in range(len(node.input)) if node.input[i]]
-        if not all(isinstance(v, _Act) for v in values):
+        if not all(isinstance(v, (_Act, _Crop)) for v in values):
             raise _Unsupported("a concatenation with a constant tensor")
         ndim = len(values[0].shape) + 1
         axis = self.axis(self.attrs(node).get("axis", 1), ndim)
         if axis != 1:
             raise _Unsupported(f"Concat on axis {axis}; cnncalc concatenates channels (axis 1)")
-        self.bind(node, 0, self.emit(node, "concat", {}, values))
+        if not any(isinstance(v, _Crop) for v in values):
+            self.bind(node, 0, self.emit(node, "concat", {}, values))
+            return
+        # U-Net: every input cropped to the smallest spatial size, which `concat`'s `crop` does itself
+        if len({v.shape[1:] for v in values}) != 1:
+            raise _Unsupported("a Concat of inputs whose spatial sizes differ after their crops")
+        sources = [v.source if isinstance(v, _Crop) else v for v in values]
+        if tuple(map(min, *(s.shape[1:] for s in sources))) != values[0].shape[1:]:
+            raise _Unsupported("a crop to a size smaller than every input's; `concat` with `crop` crops to the "
+                               "smallest input")
+        self.bind(node, 0, self.emit(node, "concat", {"crop": True}, sources))
 
     def op_split(self, node) -> None:
         x = self.act(node)
