@@ -13,11 +13,13 @@ from .spec.loader import SourceMap, load_file
 from . import zoo
 
 
-def load_spec(source: Any, layout: str | None = None, input_shape: str | None = None) -> Spec:
+def load_spec(source: Any, layout: str | None = None, input_shape: str | None = None,
+              partial: bool = False) -> Spec:
     """``layout``: the command line's `--layout`: it shows the shapes, and reads the spec's shape
     strings where the spec declares no `layout` of its own. ``input_shape``: the command line's
     `--input` (e.g. '3x320x320', read in the spec's layout): it replaces the spec's first input, and
-    fixes the size an ONNX file leaves dynamic."""
+    fixes the size an ONNX file leaves dynamic. ``partial`` (`--partial`, ONNX files only): the
+    layers before the first op cnncalc cannot map, which a note lists, instead of an error."""
     if isinstance(source, Spec):
         loaded = source if layout is None else replace(source, layout=layout)
     elif isinstance(source, dict):
@@ -26,19 +28,32 @@ def load_spec(source: Any, layout: str | None = None, input_shape: str | None = 
     elif isinstance(source, (str, Path)):
         path = zoo.spec_path(source)
         with paused_gc():
-            if input_shape is not None and path.suffix.lower() == ".onnx":  # the size is needed to read the graph
-                from .importers.onnx_import import read_onnx
-
-                shape = _input_reading(input_shape, layout).shape
-                imported = read_onnx(path, shape)
-                data, source_map = imported.data, SourceMap(imported.file)
-                return build_spec(data, source_map, default_name=path.stem, layout=layout)
+            if path.suffix.lower() == ".onnx" and (input_shape is not None or partial):
+                return _onnx_spec(path, layout, input_shape, partial)  # the size is needed to read the graph
+            if partial:
+                raise SpecError("--partial applies to ONNX files (the layers before the first op cnncalc cannot "
+                                "map); a spec's table already shows the layers before one that fails",
+                                Location(file="--partial"))
             data, source_map = load_file(path)
             loaded = build_spec(data, source_map, default_name=path.stem, layout=layout)
     else:
         raise SpecError(f"cannot load a spec from {type(source).__name__}; give a path, a model name or a mapping",
                         Location())
     return loaded if input_shape is None else with_input_option(loaded, input_shape)
+
+
+def _onnx_spec(path: Path, layout: str | None, input_shape: str | None, partial: bool) -> Spec:
+    from .importers.onnx_import import read_onnx
+    from .report import Finding
+
+    shape = None if input_shape is None else _input_reading(input_shape, layout).shape
+    imported = read_onnx(path, shape, partial)
+    spec = build_spec(imported.data, SourceMap(imported.file), default_name=path.stem, layout=layout)
+    if imported.stopped_at is None:
+        return spec
+    left_out = Finding(Location(file=str(path)), f"--partial: {len(imported.data['layers'])} layers, up to the first "
+                       f"op cnncalc cannot map; not analysed: {'; '.join(imported.unsupported)}")
+    return replace(spec, notes=[*spec.notes, left_out])
 
 
 def with_input_option(loaded: Spec, input_shape: str) -> Spec:

@@ -324,6 +324,12 @@ def test_unsupported_ops_are_all_listed_in_one_located_line(tmp_path):
     spec = tmp_path / "partial.yaml"
     spec.write_text(result.stdout)
     assert table_json(spec)["totals"]["trainable_params"] == 64 * 27
+    # table --partial analyses the same layers directly, and a note says what was left out
+    direct = table_json(path, "--partial")
+    assert [row["name"] for row in direct["layers"]] == ["conv", "relu"]
+    assert "not analysed: nodes[2] Einsum (einsum)" in direct["notes"][0]["message"]
+    refused = invoke("table", "lenet5", "--partial")
+    assert refused.exit_code == 2 and refused.stderr.startswith("--partial: error: --partial applies to ONNX files")
 
 
 @needs_onnx
