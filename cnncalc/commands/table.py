@@ -35,12 +35,16 @@ def split_columns(ctx, param, value: str | None):
 @click.option("--output", "output_file", default=None, metavar="FILE",
               help="Write the report to FILE (atomically; never over the spec) instead of stdout.")
 @input_option()
+@click.option("--partial", is_flag=True,
+              help="An ONNX file with ops cnncalc cannot map: the layers before the first of them (listed in a "
+                   "note) instead of an error.")
 @batch_option()
 @dtype_option()
 @optimizer_option()
 @layout_option("Show shapes as chw (C x H x W), hwc (H x W x C) or whd (W x H x D); also reads the spec's shape "
                "strings where it declares no layout (default: the spec's).")
-def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape, batch, dtype, optimizer, layout):
+def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape, partial, batch, dtype, optimizer,
+          layout):
     """Per-layer table of SPEC (a file or a zoo model name)."""
     from ..engine import paused_gc
     from ..errors import CnnCalcError
@@ -48,7 +52,8 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape
     # A large report is many small containers; the cyclic collector would rescan them all, again and again.
     with paused_gc():
         try:
-            analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file, input_shape)
+            analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file, input_shape,
+                                       partial)
             report, explained = analysis.report, analysis if explain else None
             if depth is not None:
                 from ..report import fold_to_depth
@@ -67,13 +72,13 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape
             fail(error)  # after the rows that were computed
 
 
-def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, input_shape=None):
+def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, input_shape=None, partial=False):
     """(the engine's Analysis: report and plan, None), or (the rows before the layer that failed,
     its error); raises when no row could be computed, or when ``output_file`` is the spec itself."""
     from ..api import analyze_spec, load_spec
     from ..engine import PartialAnalysis
 
-    loaded = load_spec(spec, layout, input_shape)
+    loaded = load_spec(spec, layout, input_shape, partial)
     if output_file:
         from ..output import refuse_to_overwrite
 
