@@ -211,6 +211,21 @@ def test_random_weights_are_seeded_and_said():
     assert not any(onnx.numpy_helper.to_array(t).any() for t in zero.graph.initializer if t.name.endswith(".weight"))
 
 
+def test_command_writes_seeded_random_weights(tmp_path):
+    runner = CliRunner()
+    paths = [tmp_path / f"{n}.onnx" for n in range(3)]
+    for path, seed in zip(paths, (3, 3, 4)):
+        result = runner.invoke(cli, ["export", "lenet5", "--to", "onnx", "--weights", "random", "--seed", str(seed),
+                                     "-o", str(path)])
+        assert result.exit_code == 0, result.output
+    first, again, other = (onnx.load(str(p)) for p in paths)
+    assert first.graph.initializer[0].raw_data == again.graph.initializer[0].raw_data
+    assert first.graph.initializer[0].raw_data != other.graph.initializer[0].raw_data
+    assert "numpy default_rng(3)" in first.doc_string
+    refused = runner.invoke(cli, ["export", "lenet5", "--weights", "random"])
+    assert refused.exit_code == 2 and refused.stderr.startswith("--weights: error: --weights and --seed apply to")
+
+
 def test_command_writes_a_model(tmp_path):
     target = tmp_path / "lenet.onnx"
     result = CliRunner().invoke(cli, ["export", "lenet5", "--to", "onnx", "-o", str(target)])

@@ -21,14 +21,24 @@ TARGETS = ("pytorch", "onnx")
               help="Write the code to FILE (atomically; never over the spec) instead of stdout.")
 @input_option("Export at another input size, e.g. 3x320x320 (read in the spec's layout); fixes the size an ONNX "
               "file leaves dynamic.")
-def export(spec, target, output_file, input_shape):
+@click.option("--weights", type=click.Choice(["zero", "random"]), default="zero", show_default=True,
+              help="--to onnx: the initializers' values: zeros, or seeded random (He-normal weights); the "
+                   "model's doc string says which.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--to onnx --weights random: the seed of numpy's default_rng.")
+def export(spec, target, output_file, input_shape, weights, seed):
     """Write SPEC as code for a framework (a runnable PyTorch nn.Module, or an ONNX model)."""
     from ..errors import CnnCalcError
 
     try:
         loaded, analysis = analysed(spec, output_file, input_shape)
+        if target != "onnx" and (weights, seed) != ("zero", 0):
+            from ..errors import Location
+
+            raise CnnCalcError("--weights and --seed apply to --to onnx; the PyTorch file initialises its "
+                               "weights as PyTorch does", Location(file="--weights"))
         if target == "onnx":
-            write_onnx(analysis, spec, loaded.description, output_file)
+            write_onnx(analysis, spec, loaded.description, output_file, weights, seed)
             for warning in analysis.report.warnings:
                 click.echo(f"{warning.loc}: warning: {warning.message}", err=True)
             return
@@ -47,7 +57,8 @@ def export(spec, target, output_file, input_shape):
         fail(exc)
 
 
-def write_onnx(analysis, spec: str, description: str | None, output_file: str | None) -> None:
+def write_onnx(analysis, spec: str, description: str | None, output_file: str | None, weights: str = "zero",
+               seed: int = 0) -> None:
     """The ONNX model's bytes to ``output_file`` (atomically), or to stdout when it is not a terminal."""
     import os
     import sys
@@ -56,7 +67,7 @@ def write_onnx(analysis, spec: str, description: str | None, output_file: str | 
     from ..errors import CnnCalcError
     from ..export.onnx import onnx_bytes
 
-    data = onnx_bytes(analysis, spec, description)
+    data = onnx_bytes(analysis, spec, description, weights, seed)
     if not output_file:
         if sys.stdout.isatty():
             raise CnnCalcError("an ONNX model is binary: give -o FILE.onnx, or redirect stdout to a file")
