@@ -31,7 +31,7 @@ def test_json_is_the_report_contract():
     result = CliRunner().invoke(cli, ["table", str(CASES / "lenet.yaml"), "--format", "json"])
     data = json.loads(result.stdout)
     assert list(data) == ["name", "input_shape", "conventions", "layers", "totals", "warnings", "notes", "rounded",
-                          "inputs"]  # extended, never renamed
+                          "inputs", "misaligned"]  # extended, never renamed
     assert data["inputs"] == {"input": data["input_shape"]}
     assert set(data["totals"]) >= {"params", "trainable_params", "non_trainable_params", "macs", "flops",
                                    "activations", "param_bytes", "inference_bytes", "training_bytes"}
