@@ -28,6 +28,7 @@ COMMANDS = {
     "check": "cnncalc.commands.check:check",
     "validate": "cnncalc.commands.validate:validate",
     "schema": "cnncalc.commands.validate:schema",
+    "diff": "cnncalc.commands.diff:diff",
     "models": "cnncalc.commands.models:models",
     "verify": "cnncalc.commands.verify:verify",
     "run": "cnncalc.commands.run:run_command",

@@ -6,6 +6,11 @@ A problem has a kind:
           shape that does not work (channels, empty outputs, mismatched adds)
   expect  a layer's `expect` value differs from the computed one
   budget  the network exceeds max_params, max_macs or max_memory
+Two more kinds of finding are not problems (they never fail a run; the CI formats show them
+as warnings and notes):
+  rounded a size that is not whole, accepted because --rounding floor|ceil said so although the
+          spec does not declare that rounding itself
+  reading how an input string was read, where that needs saying (a spec's notes)
 
 All problems of a file are collected: sizes that are not whole are reported one per layer
 (the analysis goes on with the floored size, as PyTorch would), and a hard error stops only
@@ -23,7 +28,45 @@ from .errors import CnnCalcError, Location, ShapeError, SpecError
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 SKIPPED_DIRS = ("__pycache__", "node_modules")  # and every folder whose name starts with a dot
 GLOB_CHARS = re.compile(r"[*?\[]")
-KINDS = ("parse", "fit", "expect", "budget")
+
+@dataclass(frozen=True)
+class FindingKind:
+    """What a kind of finding is, for the formats that describe their rules (SARIF)."""
+
+    id: str
+    level: str  # "error" (a problem: exit 1), "warning" or "note" (never change the exit code)
+    name: str  # SARIF's rule name
+    short: str
+    full: str
+
+
+FINDING_KINDS = {kind.id: kind for kind in (
+    FindingKind("parse", "error", "SpecNotReadable", "The file is not a valid spec.",
+                "The file is not a valid spec: syntax, unknown kinds or keys, bad values, duplicate or dangling "
+                "names, an unknown `expect` quantity or an unreadable budget."),
+    FindingKind("fit", "error", "LayerDoesNotFit", "A layer cannot be applied to its input.",
+                "A layer cannot be applied: a size that is not whole under strict rounding, or a shape that does "
+                "not work (groups, empty outputs, shapes that cannot be added)."),
+    FindingKind("expect", "error", "ExpectationFailed", "An `expect` value differs from the computed one.",
+                "A layer's `expect` value differs from the computed one (read as `cnncalc check` reads answers)."),
+    FindingKind("budget", "error", "BudgetExceeded", "The network exceeds a budget.",
+                "The network exceeds max_params, max_macs or max_memory (the spec's `budgets:` or the options; "
+                "the stricter limit counts)."),
+    FindingKind("rounded", "warning", "SizeRounded", "A size that is not whole was rounded.",
+                "A size that is not whole was accepted because --rounding floor|ceil says so, though the spec does "
+                "not declare that rounding; declare `rounding:` in the spec if it is intended."),
+    FindingKind("misaligned", "warning", "ReceptiveFieldsMisaligned",
+                "A merge mixes inputs whose receptive fields are not aligned.",
+                "A merge (add, concat, mul, residual, branches) mixes inputs whose receptive-field centres or jumps "
+                "differ, so each output pixel mixes features centred at different input pixels (Araujo et al., "
+                "Distill 2019)."),
+    FindingKind("misaligned_required", "error", "ReceptiveFieldsMustAlign",
+                "A merge mixes inputs whose receptive fields are not aligned (--require-aligned).",
+                "A merge mixes inputs whose receptive-field centres or jumps differ, which --require-aligned "
+                "makes a problem."),
+    FindingKind("reading", "note", "InputReading", "How an input shape was read.",
+                "How an input shape string was read, where that needs saying (e.g. read channels last)."),
+)}
 
 
 @dataclass(frozen=True)
@@ -42,9 +85,13 @@ BUDGETS = (
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # one of KINDS
+    kind: str  # a key of FINDING_KINDS: its level says whether it is a problem
     loc: Location
     message: str
+
+    @property
+    def level(self) -> str:
+        return FINDING_KINDS[self.kind].level
 
     def __str__(self) -> str:
         return f"{self.loc}: {self.message}"
@@ -60,13 +107,26 @@ class Options:
     # and the spec's own budget counts
     batch: int = 1
     dtype: str = "float32"
+    require_aligned: bool = False  # a merge of misaligned receptive fields is a problem, not only a warning
 
 
 @dataclass
 class Run:
     files: list[Path]
-    problems: list[Problem]
+    findings: list[Problem]  # every file's, in file order; problems, warnings and notes
     rounding: str = "strict"
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def notes(self) -> list[Problem]:
+        return [f for f in self.findings if f.level == "note"]
 
     @property
     def ok(self) -> bool:
@@ -116,11 +176,12 @@ def _expand(path: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- one file
 def validate_paths(arguments: list[str], options: Options) -> Run:
     files = spec_files(arguments)
-    problems = [problem for path in files for problem in validate_file(path, options)]
-    return Run(files, problems, options.rounding or "strict")
+    findings = [finding for path in files for finding in validate_file(path, options)]
+    return Run(files, findings, options.rounding or "strict")
 
 
 def validate_file(path: Path, options: Options) -> list[Problem]:
+    """Every finding of one file in line order: its problems, and the warnings and notes that are none."""
     from .api import load_spec
     from .check import analyze_blocks
 
@@ -134,9 +195,15 @@ def validate_file(path: Path, options: Options) -> list[Problem]:
     # lists each size floor rounded, whether it was warned or noted.
     analysis = analyze_blocks(spec, "floor" if strict else rounding, options.batch, options.dtype)
     problems = [Problem("fit", r.loc, r.message) for r in analysis.report.rounded] if strict else []
+    problems += [Problem("reading", note.loc, note.message) for note in spec.notes]
+    if not strict and rounding != spec.rounding:  # the command line chose a rounding the spec does not declare
+        accepted = f"; accepted by --rounding {rounding}, which the spec does not declare"
+        problems += [Problem("rounded", r.loc, r.message + accepted) for r in analysis.report.rounded]
     if analysis.error:
         problems.append(Problem(_error_kind(analysis.error), analysis.error.loc, analysis.error.message))
     problems += expectation_problems(spec, analysis)
+    aligned_kind = "misaligned_required" if options.require_aligned else "misaligned"
+    problems += [Problem(aligned_kind, m.loc, m.message) for m in analysis.report.misaligned]
     if not analysis.error:  # totals of a half-analysed network say nothing about the budget
         problems += budget_problems(spec, analysis.report, options)
     return _in_file_order(problems)

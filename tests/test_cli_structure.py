@@ -129,7 +129,7 @@ def test_solve_loads_no_pydantic():
 
 # ----------------------------------------------------------------------------- shared options
 ROUNDING_DEFAULTS = {"table": None, "layer": "strict", "explain": None, "check": None, "validate": None,
-                     "solve": "floor"}
+                     "solve": "floor", "diff": None}
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -164,7 +164,7 @@ def test_shared_options_come_from_the_analysis_tables(name):
     ("models", ("table", "json", "markdown"), "table"),
     ("run", ("text", "json"), "text"),
     ("solve", ("text", "json"), "text"),
-    ("validate", ("text", "json"), "text"),
+    ("validate", ("text", "json", "github", "sarif", "junit"), "text"),
 ])
 def test_each_command_keeps_its_formats(name, formats, default):
     fmt = option(name, "--format")

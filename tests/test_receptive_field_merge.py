@@ -540,3 +540,21 @@ def test_zoo_networks_are_aligned():
     for name in zoo.model_names():
         assert cnncalc.analyze(name).misaligned == [], name
 
+
+def test_validate_warns_and_require_aligned_makes_it_a_problem(tmp_path):
+    from click.testing import CliRunner
+
+    from cnncalc.cli import cli
+
+    path = tmp_path / "odd.yaml"
+    path.write_text("input: 2x16x16\nrounding: floor\nlayers:\n  - conv: {filters: 2, kernel: 2, stride: 2, name: a}\n"
+                    "  - conv: {filters: 2, kernel: 3, stride: 2, padding: 1, from: input, name: b}\n"
+                    "  - add: {from: [a, b]}\n")
+    runner = CliRunner()
+    warned = runner.invoke(cli, ["validate", str(path), "--format", "json"])
+    assert warned.exit_code == 0, warned.output
+    required = runner.invoke(cli, ["validate", str(path), "--require-aligned"])
+    assert required.exit_code == 1
+    assert f"{path}:6: layers[2] (add1): the merged inputs are not aligned" in required.stdout
+    table = runner.invoke(cli, ["table", str(path), "--format", "json"])
+    assert json.loads(table.stdout)["misaligned"][0]["line"] == 6

@@ -14,7 +14,10 @@ from .support import batch_option, dtype_option, fail, format_option, quantity_o
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@format_option("text", "json", help="text: one `file:line: layer: message` line per problem; json: one object.")
+@format_option("text", "json", "github", "sarif", "junit",
+               help="text: one `file:line: layer: message` line per problem; json: one object; github: GitHub "
+                    "Actions workflow commands (annotations); sarif: SARIF 2.1.0 (code scanning); junit: JUnit XML, "
+                    "one test case per spec.")
 @rounding_option(help="strict: a size that is not whole is a problem; floor/ceil accept it, as PyTorch does. "
                       "Default: the spec's `rounding`, else strict.")
 @quantity_option("--max-params", help="Most parameters allowed, e.g. 25M.")
@@ -23,7 +26,9 @@ from .support import batch_option, dtype_option, fail, format_option, quantity_o
                  help="Most inference memory (params + peak live activations, bytes), e.g. 2GiB or 500MB.")
 @batch_option(help="Batch size for memory.")
 @dtype_option()
-def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtype):
+@click.option("--require-aligned", is_flag=True,
+              help="A merge whose inputs' receptive fields are not aligned (a warning otherwise) is a problem.")
+def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtype, require_aligned):
     """Check spec files, folders (recursively: *.yaml, *.yml, *.json, *.toml) and globs.
 
     Lists every problem: parse errors, shapes that do not fit, failed `expect` values and
@@ -34,7 +39,8 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
 
     cli_budgets = {key: value for key, value in
                    (("max_params", max_params), ("max_macs", max_macs), ("max_memory", max_memory)) if value}
-    options = Options(rounding=rounding, budgets=cli_budgets, batch=batch, dtype=dtype)
+    options = Options(rounding=rounding, budgets=cli_budgets, batch=batch, dtype=dtype,
+                      require_aligned=require_aligned)
     try:
         run = validate_paths(list(paths), options)
     except CnnCalcError as exc:
@@ -43,9 +49,17 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
         from ..render.json_layout import json_text
 
         click.echo(json_text(run.to_dict()), nl=False)
-    else:
+    elif fmt == "text":
         for problem in run.problems:
             click.echo(str(problem))
+        for finding in run.findings:  # warnings and notes to stderr, as every command's
+            if finding.level != "error":
+                click.echo(f"{finding.loc}: {finding.level}: {finding.message}", err=True)
+        click.echo(summary(run), err=True)
+    else:
+        from ..render import ci_formats
+
+        click.echo(ci_formats.render(run, fmt), nl=False)
         click.echo(summary(run), err=True)
     if not run.ok:
         sys.exit(EXIT_FINDINGS)
@@ -53,8 +67,10 @@ def validate(paths, fmt, rounding, max_params, max_macs, max_memory, batch, dtyp
 
 def summary(run) -> str:
     files = f"{len(run.files)} file{'s' if len(run.files) != 1 else ''}"
+    advisory = "".join(f", {len(found)} {name}{'s' if len(found) != 1 else ''}"
+                       for name, found in (("warning", run.warnings), ("note", run.notes)) if found)
     if run.ok:
-        return f"cnncalc validate: {files}, no problems"
+        return f"cnncalc validate: {files}, no problems{advisory}"
     from collections import Counter
 
     kinds = Counter(problem.kind for problem in run.problems)
@@ -65,7 +81,7 @@ def summary(run) -> str:
     hint = ""
     if kinds["fit"] and run.rounding == "strict":
         hint = "; --rounding floor accepts sizes that are not whole, as PyTorch does"
-    return f"cnncalc validate: {problems} ({counts}){hint}"
+    return f"cnncalc validate: {problems} ({counts}){advisory}{hint}"
 
 
 @click.command()
