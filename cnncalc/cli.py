@@ -30,6 +30,7 @@ COMMANDS = {
     "schema": "cnncalc.commands.validate:schema",
     "diff": "cnncalc.commands.diff:diff",
     "models": "cnncalc.commands.models:models",
+    "devices": "cnncalc.commands.devices:devices",
     "verify": "cnncalc.commands.verify:verify",
     "run": "cnncalc.commands.run:run_command",
     "import": "cnncalc.commands.importer:import_command",

@@ -109,7 +109,7 @@ def test_the_wheel_has_no_stray_files(wheel_files, built):
     """Exactly the package's Python files, the specs, and the wheel's metadata."""
     source = built[1]
     python = {p.relative_to(source).as_posix() for p in (source / "cnncalc").rglob("*.py")}
-    data = {DATA + name for name in _shipped_specs()}
+    data = {DATA + name for name in _shipped_specs()} | {"cnncalc/devices.yaml"}  # `table --device`'s table
     metadata = {name for name in wheel_files if name.startswith("cnncalc-") and ".dist-info/" in name}
     files = set(wheel_files)
     assert not python - files, f"not in the wheel (a subpackage missing from pyproject's `packages`?): {sorted(python - files)}"
@@ -135,7 +135,8 @@ def test_the_unpacked_wheel_works_from_another_directory(built, tmp_path):
     where = subprocess.run([sys.executable, "-c", "from cnncalc import zoo; print(zoo.zoo_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
     assert Path(where.stdout.strip()) == site / "cnncalc" / "zoo_specs", where.stderr
-    for args in (["table", "vgg16", "--format", "json"], ["table", "sobel", "--format", "json"], ["models"]):
+    for args in (["table", "vgg16", "--format", "json"], ["table", "sobel", "--format", "json"], ["models"],
+                 ["table", "lenet5", "--device", "h100-sxm", "--format", "json"]):  # the shipped device table
         result = cnncalc(*args)
         assert result.returncode == 0, (args, result.stderr)
     assert "lenet5" in cnncalc("models").stdout

@@ -55,6 +55,11 @@ def input_option(help: str | None = "Analyse at another input size, e.g. 3x320x3
     return click.option("--input", "input_shape", default=None, metavar="SHAPE", help=help)
 
 
+def devices_file_option(help: str | None = "Your own device table (the shipped table's YAML shape): adds devices, "
+                                          "replaces same-named ones."):
+    return click.option("--devices", "devices_file", default=None, metavar="FILE", help=help)
+
+
 def batch_option(help: str | None = "Batch size."):
     return click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help=help)
 

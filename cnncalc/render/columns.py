@@ -16,6 +16,7 @@ class Column:
     value: Callable[[LayerRow, str], object]  # exact, for CSV
     text: Callable[[LayerRow, str], str]  # readable, for tables
     numeric: bool = False
+    footer: Callable[[object], str] | None = None  # the totals cell from the report; None: FOOTERS' (table.py)
 
 
 def hyper_text(row: LayerRow, layout: str = "chw") -> str:
@@ -92,11 +93,17 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("rf", "RF", rf_text, rf_text),
 ]}
 DEFAULT_COLUMNS = ("index", "name", "kind", "hyper", "input", "output", "params", "macs", "memory", "rf")
+# The roofline's columns (`table --device NAME`): built from its result by render/roofline.py.
+DEVICE_COLUMNS = ("roofline_flops", "bytes_moved", "intensity", "bound", "time_s")
+DEVICE_DEFAULT_COLUMNS = ("bytes_moved", "intensity", "bound", "time_s")
 
 
-def pick_columns(keys: tuple[str, ...] | None) -> list[Column]:
-    keys = keys or DEFAULT_COLUMNS
-    unknown = [k for k in keys if k not in COLUMNS]
+def pick_columns(keys: tuple[str, ...] | None, device_columns: dict[str, Column] | None = None) -> list[Column]:
+    """The columns named (default: DEFAULT_COLUMNS, then the roofline's when ``device_columns`` is given)."""
+    available = {**COLUMNS, **(device_columns or {})}
+    keys = keys or DEFAULT_COLUMNS + (DEVICE_DEFAULT_COLUMNS if device_columns else ())
+    unknown = [k for k in keys if k not in available]
     if unknown:
-        raise ValueError(f"unknown column `{unknown[0]}`; columns: {', '.join(COLUMNS)}")
-    return [COLUMNS[k] for k in keys]
+        needs = " (it needs --device NAME)" if unknown[0] in DEVICE_COLUMNS else ""
+        raise ValueError(f"unknown column `{unknown[0]}`{needs}; columns: {', '.join(available)}")
+    return [available[k] for k in keys]

@@ -13,6 +13,7 @@ from rich.text import Text
 from ..report import Report
 from ..units import compact, short_bytes, thousands
 from .columns import Column, pick_columns
+from .roofline import device_columns, device_lines
 from .text import convention_lines, shape_of, totals_lines
 
 FOOTERS = {
@@ -46,12 +47,13 @@ def _rule(widths: list[int], chars: str) -> str:
     return left + middle.join(fill * (width + 2) for width in widths) + right
 
 
-def table_lines(report: Report, columns: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
-    """The table and what follows it, as (line, rich style) pairs."""
-    picked = pick_columns(columns)
+def table_lines(report: Report, columns: tuple[str, ...] | None = None, roofline=None) -> list[tuple[str, str]]:
+    """The table and what follows it, as (line, rich style) pairs; ``roofline`` (``--device``) adds
+    its columns and lines."""
+    picked = pick_columns(columns, device_columns(roofline))
     header = [column.header for column in picked]
     body = [[column.text(row, report.layout) for column in picked] for row in report.layers]
-    footer = [FOOTERS.get(column.key, lambda r: "")(report) for column in picked]
+    footer = [(column.footer or FOOTERS.get(column.key, lambda r: ""))(report) for column in picked]
     widths = [max(len(cell) for cell in cells) for cells in zip(header, footer, *body)]
     title = f"{report.name} — input {shape_of(report)}"
     total_width = sum(widths) + 3 * len(widths) + 1
@@ -69,22 +71,24 @@ def table_lines(report: Report, columns: tuple[str, ...] | None = None) -> list[
         (_line(footer, picked, widths, "│││"), "bold"),
         (_rule(widths, "└─┴┘"), ""),
     ]
-    lines += [(line, "") for line in totals_lines(report) + convention_lines(report)]
+    device_totals, device_conventions = device_lines(roofline)
+    lines += [(line, "") for line in totals_lines(report) + device_totals + convention_lines(report)
+              + device_conventions]
     lines += [(f"note: {note}", "cyan") for note in report.notes]
     lines += [(f"warning: {warning}", "yellow") for warning in report.warnings]
     return lines
 
 
-def plain_table(report: Report, columns: tuple[str, ...] | None = None) -> str:
-    return "\n".join(line for line, _ in table_lines(report, columns))
+def plain_table(report: Report, columns: tuple[str, ...] | None = None, roofline=None) -> str:
+    return "\n".join(line for line, _ in table_lines(report, columns, roofline))
 
 
-def print_table(report: Report, columns=None, console: Console | None = None) -> None:
+def print_table(report: Report, columns=None, console: Console | None = None, roofline=None) -> None:
     console = console or Console()
     if console.color_system is None:  # a pipe or a dumb terminal: no styles to draw, so no rich Text
-        console.file.write(strip_control_codes(plain_table(report, columns)) + "\n")
+        console.file.write(strip_control_codes(plain_table(report, columns, roofline)) + "\n")
         return
     text = Text(no_wrap=True, overflow="ignore")
-    for number, (line, style) in enumerate(table_lines(report, columns)):
+    for number, (line, style) in enumerate(table_lines(report, columns, roofline)):
         text.append(("\n" if number else "") + line, style=style)
     console.print(text, soft_wrap=True)

@@ -7,10 +7,11 @@ import io
 from ..report import Report
 from ..units import human_bytes, thousands
 from .columns import Column, pick_columns
+from .roofline import device_columns, device_lines
 
 
-def to_csv(report: Report, columns: tuple[str, ...] | None = None) -> str:
-    picked = pick_columns(columns)
+def to_csv(report: Report, columns: tuple[str, ...] | None = None, roofline=None) -> str:
+    picked = pick_columns(columns, device_columns(roofline))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([c.key for c in picked])
@@ -19,14 +20,15 @@ def to_csv(report: Report, columns: tuple[str, ...] | None = None) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(report: Report, columns: tuple[str, ...] | None = None) -> str:
-    picked = pick_columns(columns)
+def to_markdown(report: Report, columns: tuple[str, ...] | None = None, roofline=None) -> str:
+    picked = pick_columns(columns, device_columns(roofline))
+    device_totals, device_conventions = device_lines(roofline)
     lines = [f"## {report.name}", "", f"Input: {shape_of(report)}", ""]
     lines.append("| " + " | ".join(c.header for c in picked) + " |")
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in picked) + "|")
     for row in report.layers:
         lines.append("| " + " | ".join(_md_cell(c, row, report) for c in picked) + " |")
-    lines += ["", *totals_lines(report), "", *convention_lines(report)]
+    lines += ["", *totals_lines(report), *device_totals, "", *convention_lines(report), *device_conventions]
     if report.notes:
         lines += ["", "Notes:", *[f"- {n}" for n in report.notes]]
     if report.warnings:
