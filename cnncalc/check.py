@@ -17,7 +17,7 @@ import difflib
 import io
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -392,14 +392,18 @@ class Result:
         }
 
 
-def judge_all(answers: list[Answer], blocks: list[Block], conventions: Conventions) -> list[Result]:
-    """One result per answer; answers for a layer that does not exist give one result per name."""
+def judge_all(answers: list[Answer], blocks: list[Block], conventions: Conventions,
+              unreadable_is_wrong: bool = False) -> list[Result]:
+    """One result per answer; answers for a layer that does not exist give one result per name.
+    An answer that cannot be read raises, or with ``unreadable_is_wrong`` (a gradebook: one bad
+    cell must not cost a student the rest) is a wrong result that says why."""
     by_name = {block.name: block for block in blocks}
     results, unknown = [], set()
     for answer in answers:
         block = by_name.get(answer.layer)
         if block is not None:
-            results.append(judge(answer, block, conventions))
+            results.append(judge_leniently(answer, block, conventions) if unreadable_is_wrong
+                           else judge(answer, block, conventions))
         elif answer.layer not in unknown:
             unknown.add(answer.layer)
             results.append(unknown_layer(answer, list(by_name)))
@@ -426,6 +430,17 @@ def judge(answer: Answer, block: Block, conventions: Conventions) -> Result:
     if verdict.note:
         message += f" ({verdict.note})" if verdict.correct else f"; {verdict.note}"
     return Result(answer, verdict.expected, verdict.expected_text, verdict.correct, formula, message, verdict.note)
+
+
+def judge_leniently(answer: Answer, block: Block, conventions: Conventions) -> Result:
+    """``judge``, but an answer that cannot be read is wrong, with the reason and the right value."""
+    try:
+        return judge(answer, block, conventions)
+    except SpecError as exc:
+        expected = value_of(block, answer.quantity, conventions)
+        reason = f"cannot be read: {exc.message}"
+        return Result(answer, expected, value_text(block, answer.quantity, conventions), False,
+                      explain(block, answer.quantity, conventions), f"wrong: {reason}", reason)
 
 
 def _compare_shape(answer: Answer, block: Block, conventions: Conventions):
@@ -730,16 +745,307 @@ class Sheet:
         }
 
 
+NOT_ASKED = "—"  # a sheet cell the assignment does not ask
+
+
 def make_sheet(analysis: Analysis, conventions: Conventions, solution: bool,
-               columns: tuple[str, ...] = SHEET_COLUMNS, depth: int | None = None) -> Sheet:
+               columns: tuple[str, ...] = SHEET_COLUMNS, depth: int | None = None,
+               questions: list["Question"] | None = None) -> Sheet:
+    """With ``questions`` (an assignment), only the layers asked, and a cell only where asked."""
+    asked: dict[str, set[str]] = {}
+    for question in questions or ():
+        asked.setdefault(question.layer, set()).add(question.quantity)
     sheet = Sheet(analysis.report.name, conventions.layout, solution, columns)
     for block in analysis.blocks:
-        if depth is not None and block.depth > depth:
+        if depth is not None and block.depth > depth or questions and block.name not in asked:
             continue
-        if solution:
-            values = {key: value_of(block, key, conventions) for key in columns}
-            texts = {key: value_text(block, key, conventions) for key in columns}
-        else:
-            values, texts = {}, {key: "" for key in columns}
+        keys = [key for key in columns if not questions or key in asked[block.name]]
+        values = {key: value_of(block, key, conventions) for key in keys} if solution else {}
+        texts = {key: NOT_ASKED for key in columns}
+        texts.update({key: value_text(block, key, conventions) if solution else "" for key in keys})
         sheet.rows.append((block.name, values, texts))
     return sheet
+
+
+def asked_columns(questions: list["Question"]) -> tuple[str, ...]:
+    """The quantities an assignment asks, in the order of the quantity table."""
+    asked = {question.quantity for question in questions}
+    return tuple(key for key in QUANTITIES if key in asked)
+
+
+# ----------------------------------------------------------------------------- assignments: points
+# A spec's `ask` and `points` (cnncalc/spec/assignment.py) make questions: one per asked quantity of
+# every layer instance. A question's points are earned when every answer given to it is right (a
+# student who writes two answers to one question gets the points only if both are right).
+@dataclass(frozen=True)
+class Question:
+    block: Block
+    quantity: str
+    points: Fraction
+
+    @property
+    def layer(self) -> str:
+        return self.block.name
+
+
+def questions_of(spec: Spec, blocks: list[Block]) -> list[Question]:
+    """Every (layer, quantity) the spec asks, in the sheet's order (composites before their layers)."""
+    assignment = spec.assignment
+    if assignment is None:
+        return []
+    questions = []
+    for block in blocks:
+        composite = block.layer.is_composite
+        for quantity in assignment.asked(block.layer.path, composite):
+            questions.append(Question(block, quantity, assignment.points(block.layer.path, composite, quantity)))
+    return questions
+
+
+@dataclass
+class Marked:
+    """One question as one submission answered it."""
+
+    question: Question
+    results: list[Result] = field(default_factory=list)  # every answer given to it, judged; none: unanswered
+
+    @property
+    def correct(self) -> bool:
+        return bool(self.results) and all(result.correct for result in self.results)
+
+    @property
+    def points(self) -> Fraction:
+        return self.question.points if self.correct else Fraction(0)
+
+    def shown(self, conventions: Conventions) -> Result:
+        """The answer that decides the question (the first wrong one), or a result saying it is unanswered."""
+        wrong = [result for result in self.results if not result.correct]
+        if wrong or self.results:
+            return (wrong or self.results)[0]
+        block, key = self.question.block, self.question.quantity
+        unanswered = Answer(block.name, key, None, Location(None, None, block.path or None, block.name))
+        text = value_text(block, key, conventions)
+        return Result(unanswered, value_of(block, key, conventions), text, False, explain(block, key, conventions),
+                      f"no answer: {key} = {text}")
+
+
+@dataclass
+class Submission:
+    """One answers file, marked question by question. ``error``: the file could not be read (not marked)."""
+
+    file: str
+    marked: list[Marked] = field(default_factory=list)
+    extra: list[Result] = field(default_factory=list)  # answers to no question: unknown layers, quantities not asked
+    error: str | None = None
+
+    @property
+    def points(self) -> Fraction | None:
+        return None if self.error else sum((m.points for m in self.marked), Fraction(0))
+
+    def layer_points(self) -> dict[str, Fraction]:
+        """Points per layer, in the questions' order."""
+        totals: dict[str, Fraction] = {}
+        for marked in self.marked:
+            totals[marked.question.layer] = totals.get(marked.question.layer, Fraction(0)) + marked.points
+        return totals
+
+    def count(self, state: str) -> int:
+        return sum(question_state(marked) == state for marked in self.marked)
+
+
+def question_state(marked: Marked) -> str:
+    return "right" if marked.correct else "wrong" if marked.results else "unanswered"
+
+
+def mark_submission(file: str, answers: list[Answer], questions: list[Question], blocks: list[Block],
+                    conventions: Conventions, unreadable_is_wrong: bool = False) -> Submission:
+    submission = Submission(file, [Marked(question) for question in questions])
+    by_key = {(m.question.layer, m.question.quantity): m for m in submission.marked}
+    for result in judge_all(answers, blocks, conventions, unreadable_is_wrong):
+        marked = by_key.get((result.answer.layer, result.quantity))
+        if marked is None:
+            submission.extra.append(result if result.quantity is None else _not_asked(result))
+        else:
+            marked.results.append(result)
+    return submission
+
+
+def _not_asked(result: Result) -> Result:
+    """An answer the assignment does not ask: shown with its verdict, worth nothing."""
+    return replace(result, message=f"not asked, no points: {result.message}")
+
+
+def max_points(questions: list[Question]) -> Fraction:
+    return sum((question.points for question in questions), Fraction(0))
+
+
+def feedback(result: Result) -> str | None:
+    """For a wrong or missing answer: the worked formula, then the convention it would be right in."""
+    if result.correct:
+        return None
+    return "; ".join(filter(None, [result.formula or result.message, result.note]))
+
+
+# ----------------------------------------------------------------------------- gradebooks
+ANSWER_SUFFIXES = (".csv", ".yaml", ".yml", ".json", ".toml")
+
+
+def submission_files(patterns: list[str], exclude: list[str | None] = ()) -> list[Path]:
+    """Answers files from folders (their answers files, not recursive), globs (`'subs/*.csv'`, `**`)
+    and file names, sorted within each pattern; a folder or glob that finds nothing is an error."""
+    import glob
+
+    excluded = {Path(p).resolve() for p in exclude if p}
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir()
+                             if p.is_file() and p.suffix.lower() in ANSWER_SUFFIXES and not p.name.startswith("."))
+            what = f"the folder has no answers files ({', '.join(ANSWER_SUFFIXES)})"
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            what = "the pattern matches no file"
+        else:
+            matches, what = [path], ""
+        matches = [p for p in matches if p.resolve() not in excluded]
+        if not matches:
+            raise SpecError(what or "no answers file", Location(pattern))
+        found += [p for p in matches if p not in found]
+    return found
+
+
+def is_many(patterns: list[str]) -> bool:
+    """Several answers files, a folder or a glob: a gradebook, even when it finds one file."""
+    import glob
+
+    return len(patterns) > 1 or any(Path(p).is_dir() or glob.has_magic(p) for p in patterns)
+
+
+def read_submission(path: Path, questions: list[Question], blocks: list[Block],
+                    conventions: Conventions) -> Submission:
+    """One student's file. A file that cannot be read is a submission with its error, never an
+    abort; an empty file is a submission with no answers; a cell that cannot be read is wrong."""
+    try:
+        empty = path.is_file() and not path.read_bytes().strip()
+        answers = [] if empty else read_answers(path)
+    except (CnnCalcError, OSError) as exc:
+        message = exc.message if isinstance(exc, CnnCalcError) else (exc.strerror or str(exc))
+        where = getattr(exc, "loc", None)
+        line = f" (line {where.line})" if where is not None and where.line else ""
+        return Submission(str(path), error=f"{message}{line}")
+    return mark_submission(str(path), answers, questions, blocks, conventions, unreadable_is_wrong=True)
+
+
+@dataclass
+class QuestionStats:
+    question: Question
+    right: int
+    wrong: int
+    unanswered: int
+
+    @property
+    def missed(self) -> int:
+        return self.wrong + self.unanswered
+
+
+@dataclass
+class Gradebook:
+    spec_file: str | None
+    name: str
+    questions: list[Question]
+    submissions: list[Submission]
+    conventions: Conventions
+
+    @property
+    def max_points(self) -> Fraction:
+        return max_points(self.questions)
+
+    @property
+    def marked(self) -> list[Submission]:
+        return [s for s in self.submissions if not s.error]
+
+    def stats(self) -> list[QuestionStats]:
+        """Per question, over the submissions that could be read."""
+        counts = [QuestionStats(q, 0, 0, 0) for q in self.questions]
+        for submission in self.marked:
+            for stat, marked in zip(counts, submission.marked):
+                state = question_state(marked)
+                setattr(stat, state, getattr(stat, state) + 1)
+        return counts
+
+    def most_missed(self) -> list[QuestionStats]:
+        """Questions missed (wrong or unanswered) by anyone, most missed first, then in sheet order."""
+        return sorted((s for s in self.stats() if s.missed), key=lambda s: -s.missed)
+
+    def layer_max_points(self) -> dict[str, Fraction]:
+        totals: dict[str, Fraction] = {}
+        for question in self.questions:
+            totals[question.layer] = totals.get(question.layer, Fraction(0)) + question.points
+        return totals
+
+    def to_dict(self) -> dict:
+        """The JSON contract: `submissions` (`file`, `points`, `max_points`, `error`, ...) and `questions`."""
+        from .spec.assignment import points_value
+
+        stats = self.stats()
+        marked = self.marked
+        mean = sum((s.points for s in marked), Fraction(0)) / len(marked) if marked else None
+        return {
+            "spec": self.spec_file,
+            "name": self.name,
+            "conventions": self.conventions.to_dict(),
+            "max_points": points_value(self.max_points),
+            "submissions": [submission_dict(s, self) for s in self.submissions],
+            "questions": [{
+                "layer": stat.question.layer, "quantity": stat.question.quantity,
+                "max_points": points_value(stat.question.points),
+                "expected": value_of(stat.question.block, stat.question.quantity, self.conventions),
+                "expected_text": value_text(stat.question.block, stat.question.quantity, self.conventions),
+                "formula": explain(stat.question.block, stat.question.quantity, self.conventions),
+                "right": stat.right, "wrong": stat.wrong, "unanswered": stat.unanswered, "missed": stat.missed,
+            } for stat in stats],
+            "summary": {
+                "submissions": len(self.submissions), "marked": len(marked),
+                "errors": len(self.submissions) - len(marked),
+                "mean_points": None if mean is None else round(float(mean), 4),
+                "most_missed": [{"layer": s.question.layer, "quantity": s.question.quantity, "missed": s.missed,
+                                 "of": len(marked)} for s in self.most_missed()],
+            },
+        }
+
+
+def submission_dict(submission: Submission, book: Gradebook) -> dict:
+    from .spec.assignment import points_value
+
+    conventions = book.conventions
+    got = submission.layer_points()
+    points = submission.points
+    return {
+        "file": submission.file,
+        "points": None if points is None else points_value(points),
+        "max_points": points_value(book.max_points),
+        "error": submission.error,
+        "right": submission.count("right"), "wrong": submission.count("wrong"),
+        "unanswered": submission.count("unanswered"),
+        "layers": {layer: {"points": None if submission.error else points_value(got.get(layer, Fraction(0))),
+                           "max_points": points_value(most)}
+                   for layer, most in book.layer_max_points().items()},
+        "questions": [_marked_dict(marked, conventions) for marked in submission.marked],
+        "extra": [{"layer": r.answer.layer, "quantity": r.quantity, "answer": r.answer.written, "message": r.message}
+                  for r in submission.extra],
+    }
+
+
+def _marked_dict(marked: Marked, conventions: Conventions) -> dict:
+    from .spec.assignment import points_value
+
+    shown = marked.shown(conventions)
+    return {
+        "layer": marked.question.layer, "quantity": marked.question.quantity,
+        "answer": shown.answer.written if marked.results else None,
+        "state": question_state(marked),
+        "points": points_value(marked.points), "max_points": points_value(marked.question.points),
+        "expected_text": shown.expected_text,
+        "feedback": feedback(shown),
+        "answers": len(marked.results),
+    }

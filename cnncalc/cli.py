@@ -35,6 +35,7 @@ COMMANDS = {
     "run": "cnncalc.commands.run:run_command",
     "import": "cnncalc.commands.importer:import_command",
     "export": "cnncalc.commands.export:export",
+    "draw": "cnncalc.commands.draw:draw",
 }
 
 

@@ -20,7 +20,9 @@ from .notation import LAYOUT_KEYS, SHAPE_PATTERN
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 LAYER = {"$ref": "#/$defs/layer"}
 LAYERS = {"type": "array", "items": LAYER}
-META_KEYS = ("name", "from", "expect")
+META_KEYS = ("name", "from", "expect", "ask", "points")  # allowed beside the kind key
+ASK = {"$ref": "#/$defs/ask"}
+POINTS = {"$ref": "#/$defs/points"}
 # pydantic writes annotated-types bounds on unions with its own names; these are JSON Schema's
 BOUND_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 SCHEMA_MAPS = ("properties", "$defs", "patternProperties")  # keywords whose values map names to schemas
@@ -31,8 +33,11 @@ def spec_schema() -> dict:
     from .kinds import KINDS
 
     defs: dict[str, Any] = {"layer": _layer_entry(), "layer_string": _layer_string(KINDS),
-                            "layer_mapping": _layer_mapping(KINDS), "expect": _expect()}
+                            "layer_mapping": _layer_mapping(KINDS), "expect": _expect(), "ask": _ask(),
+                            "points": _points()}
     defs.update({f"{kind}.args": _arguments(cls) for kind, cls in KINDS.items()})
+    defs["layer_flat"] = _layer_flat(KINDS)
+    defs.update({f"{kind}.flat": _flat_arguments(defs[f"{kind}.args"]) for kind in KINDS})
     return {
         "$schema": DRAFT,
         "title": "cnncalc spec",
@@ -76,6 +81,9 @@ def _top_level() -> dict:
         "layers": {**LAYERS, "minItems": 1, "description": "the layer list"},
         "budgets": _budgets(),
         "input_values": {"description": "explicit input numbers for `cnncalc run` (nested lists, [C, *spatial])"},
+        "ask": {**ASK, "description": "the quantities `cnncalc check` asks of every leaf layer (an assignment)"},
+        "points": {**POINTS, "description": "what a right answer is worth, per quantity or one number for all "
+                                            "(default 1)"},
     }
     return {key: known.get(key, {}) for key in TOP_KEYS}  # a key added later is allowed until described
 
@@ -102,12 +110,32 @@ def _expect() -> dict:
             "properties": keys, "additionalProperties": False}
 
 
+def _quantities() -> list[str]:
+    from .check import ALIASES, QUANTITIES
+
+    return [*QUANTITIES, *ALIASES]
+
+
+def _ask() -> dict:
+    return {"type": ["array", "null"], "items": {"enum": _quantities()}, "uniqueItems": True,
+            "description": "quantities asked of this layer (`[]`: none), e.g. [output, params]"}
+
+
+def _points() -> dict:
+    weight = {"type": "number", "minimum": 0}
+    return {"anyOf": [weight, {"type": "object", "propertyNames": {"enum": _quantities()},
+                               "additionalProperties": weight}],
+            "description": "points for a right answer: one number for every asked quantity, or per quantity"}
+
+
 # ----------------------------------------------------------------------------- layer entries
 def _layer_entry() -> dict:
     return {
-        "description": "a layer: a kind or one-line string (`relu`, `conv 64 k3 p1`, `conv3-64`) or a one-key "
-                       "mapping {kind: args}, with name/from/expect beside the kind key or inside its args",
-        "anyOf": [{"$ref": "#/$defs/layer_string"}, {"$ref": "#/$defs/layer_mapping"}],
+        "description": "a layer: a kind or one-line string (`relu`, `conv 64 k3 p1`, `conv3-64`), a one-key "
+                       "mapping {kind: args}, with name/from/expect beside the kind key or inside its args, or a "
+                       "flat mapping {kind: conv, filters: 8, kernel: 3, name: c1}",
+        "anyOf": [{"$ref": "#/$defs/layer_string"}, {"$ref": "#/$defs/layer_mapping"},
+                  {"$ref": "#/$defs/layer_flat"}],
     }
 
 
@@ -140,6 +168,8 @@ def _layer_mapping(kinds: dict) -> dict:
         "from": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                  "description": "input from an earlier named output (a list for add/concat)"},
         "expect": {"anyOf": [{"$ref": "#/$defs/expect"}, {"type": "null"}]},
+        "ask": ASK,
+        "points": POINTS,
     })
     return {
         "type": "object",
@@ -149,6 +179,25 @@ def _layer_mapping(kinds: dict) -> dict:
         "dependentSchemas": {key: {"propertyNames": {"enum": [key, *META_KEYS]}}  # ... and at most one
                              for key in kind_keys},
     }
+
+
+def _layer_flat(kinds: dict) -> dict:
+    """{kind: NAME, ...its arguments}: each name (or alias, in any case) checks its own arguments."""
+    from .spec.shorthand import ALIASES
+
+    names = {**{kind: kind for kind in kinds}, **{a: t for a, t in ALIASES.items() if t in kinds}}
+    return {
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"type": "string", "pattern": f"^({'|'.join(_any_case(n) for n in names)})$"}},
+        "allOf": [{"if": {"properties": {"kind": {"pattern": f"^{_any_case(name)}$"}}},
+                   "then": {"$ref": f"#/$defs/{kind}.flat"}} for name, kind in names.items()],
+    }
+
+
+def _flat_arguments(args: dict) -> dict:
+    """A kind's arguments with `kind` itself among them (the flat form)."""
+    return {**args, "properties": {"kind": {"type": "string"}, **args.get("properties", {})}}
 
 
 def _value_forms(kind: str, cls) -> list[dict]:
@@ -170,6 +219,7 @@ def _arguments(cls) -> dict:
 
     schema = _standard(cls.model_json_schema(mode="validation", by_alias=True))
     schema["properties"]["expect"] = {"anyOf": [{"$ref": "#/$defs/expect"}, {"type": "null"}]}
+    schema["properties"].update(ask=ASK, points=POINTS)
     if "from" in schema.get("required", []):
         schema["required"] = [key for key in schema["required"] if key != "from"]  # may sit beside the kind key
         if not schema["required"]:

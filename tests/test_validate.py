@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 import cnncalc
-
 from cnncalc.cli import cli
+from cnncalc.errors import CnnCalcError
 
 ROOT = Path(__file__).parent.parent
 CASES = Path(__file__).parent / "cases"
@@ -202,8 +202,11 @@ def test_every_spec_validates_against_the_schema(schema_validator, path):
     "frobnicate 3",
     {"conv": {"filters": 4, "kernel": 3, "expect": {"parms": 1}}},
     {"residual": {"layers": [{"convv": 3}]}},  # composites refer back to the layer entry
+    {"kind": "convv", "filters": 4},  # flat form, unknown kind
+    {"kind": "conv", "filters": 4, "kernal": 3},  # flat form, unknown key
+    {"kind": "conv", "filters": 4},  # flat form, missing kernel
 ], ids=["unknown kind", "unknown key", "scalar without kernel", "two kinds", "no kind", "unknown one-line kind",
-        "unknown expect key", "nested unknown kind"])
+        "unknown expect key", "nested unknown kind", "flat unknown kind", "flat unknown key", "flat missing key"])
 def test_schema_rejects(schema_validator, layer):
     assert not schema_validator.is_valid({"input": [3, 8, 8], "layers": [layer]})
 
@@ -213,8 +216,20 @@ def test_schema_accepts_every_entry_form(schema_validator):
             "layers": ["conv 64 k3 p1", "conv3-64", "FC-10", "LRN", "relu", {"relu": None, "name": "a"},
                        {"linear": 10}, {"fc": 10}, {"concat": ["a", "a"]}, {"concat": None, "from": ["a", "a"]},
                        {"branches": [["relu"], [{"conv": {"filters": 3, "kernel": 1}}]]},
-                       {"conv": {"filters": 6, "kernel": 5}, "expect": {"params": 456, "output": "28x28x6"}}]}
+                       {"conv": {"filters": 6, "kernel": 5}, "expect": {"params": 456, "output": "28x28x6"}},
+                       {"kind": "conv", "filters": 3, "kernel": 1, "name": "flat"}, {"kind": "Add", "from": ["a", "a"]},
+                       {"kind": "fc", "features": 10}]}
     assert schema_validator.is_valid(spec)
+
+
+def test_the_flat_form_reads_as_the_one_key_form():
+    flat = {"input": [3, 8, 8], "layers": [{"kind": "conv", "filters": 4, "kernel": 3, "name": "c"},
+                                           {"kind": "ReLU"}, {"kind": "linear", "features": 2}]}
+    nested = {"input": [3, 8, 8], "layers": [{"conv": {"filters": 4, "kernel": 3}, "name": "c"}, "relu",
+                                             {"linear": 2}]}
+    assert cnncalc.analyze(flat).to_dict()["layers"] == cnncalc.analyze(nested).to_dict()["layers"]
+    with pytest.raises(CnnCalcError, match="unknown layer kind `convv`; did you mean `conv`"):
+        cnncalc.load_spec({"input": [3, 8, 8], "layers": [{"kind": "convv", "filters": 4}]})
 
 
 def test_schema_command_prints_draft_2020_12():

@@ -16,11 +16,14 @@ from ..errors import SpecError
 from ..notation import DEFAULT_LAYOUT, LAYOUT_KEYS, NotationError, implausible, read_shape
 from ..report import Finding
 from ..kinds import KINDS, Composite, Layer
+from .assignment import KEYS as ASSIGNMENT_KEYS, Assignment, check_assignment, read_marks
 from .loader import DataPath, SourceMap, format_path
 from .shorthand import canonical_kind, parse_one_line, parse_vgg
 
 META_KEYS = ("name", "from", "expect")
-TOP_KEYS = ("name", "description", "input", "inputs", "layout", "rounding", "layers", "budgets", "input_values")
+ENTRY_KEYS = META_KEYS + ASSIGNMENT_KEYS  # beside the kind key; `ask`, `points`: spec/assignment.py
+TOP_KEYS = ("name", "description", "input", "inputs", "layout", "rounding", "layers", "budgets", "input_values",
+            *ASSIGNMENT_KEYS)
 ROUNDINGS = ("floor", "ceil", "strict")
 BUDGET_KEYS = ("max_params", "max_macs", "max_memory")
 MAX_NESTING = 32  # composites inside composites
@@ -43,6 +46,7 @@ class Spec:
     notes: list[Finding] = field(default_factory=list)  # how an input string was read, when that needs saying
     chosen_layout: str | None = None  # the layout the spec or the command line chose; None: nobody did
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input, the first first
+    assignment: Assignment | None = None  # `ask`/`points`: the questions `cnncalc check` gives points for
 
     def __post_init__(self):
         self.inputs = self.inputs or {"input": self.input}
@@ -93,6 +97,7 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
     readings = _inputs(data, declared or layout, source)
     reading = next(iter(readings.values()))
     notes = [Finding(source.locate(key), r.note) for key, r in readings.items() if r.note]
+    assignment = builder.assignment(data)
     return Spec(
         name=str(name),
         description=_optional_text(data, "description", source),
@@ -106,6 +111,7 @@ def build_spec(data: Any, source: SourceMap | None = None, default_name: str = "
         budgets=_budgets(data.get("budgets"), source),
         input_values=data.get("input_values"),
         source=source,
+        assignment=assignment,
     )
 
 
@@ -170,6 +176,8 @@ class _Builder:
         self.source = source
         self.count = 0
         self.read_strings: dict[str, tuple[str, dict]] = {}  # a spec repeats its one-line layers: read each once
+        self.marks: dict[DataPath, Any] = {}  # layer path -> its `ask`/`points` (spec/assignment.py)
+        self.composites: set[DataPath] = set()
 
     def fail(self, message: str, path: DataPath) -> SpecError:
         return SpecError(message, self.source.locate(path))
@@ -189,6 +197,7 @@ class _Builder:
         cls = KINDS.get(kind)
         if cls is None:
             raise self.fail(_unknown_kind_message(kind), path)
+        self.read_marks(args, arg_paths, path, issubclass(cls, Composite))
         if issubclass(cls, Composite):
             args = self.children(cls, args, arg_paths, depth)
         layer = self.validate(cls, args, arg_paths, path)
@@ -203,7 +212,9 @@ class _Builder:
             raise self.fail(
                 f"a layer must be a name like `relu` or a mapping like `conv: {{filters: 8, kernel: 3}}`, "
                 f"not {_type_name(raw)} {raw!r}", path)
-        kinds = [key for key in raw if key not in META_KEYS]
+        if "kind" in raw:
+            return self.flat_entry(raw, path)
+        kinds = [key for key in raw if key not in ENTRY_KEYS]
         if len(kinds) != 1:
             if not kinds:
                 raise self.fail("this layer names no kind (e.g. `conv:`, `relu`)", path)
@@ -226,12 +237,40 @@ class _Builder:
             raise self.fail(f"`{kind}` takes no value; write `- {kind}` or `- {kind}: {{...}}`", value_path)
         else:
             args, arg_paths = {cls.primary: value}, {cls.primary: value_path}
-        for key in META_KEYS:
+        for key in ENTRY_KEYS:
             if key in raw:
                 if key in args:
                     raise self.fail(f"`{key}` is given twice, beside and inside `{kind}`", path + (key,))
                 args[key], arg_paths[key] = raw[key], path + (key,)
         return kind, args, arg_paths
+
+    def flat_entry(self, raw: dict, path: DataPath) -> tuple[str, dict, dict]:
+        """`{kind: conv, filters: 8, kernel: 3, name: c1}`: the kind as a value beside its arguments,
+        as JSON writers and other tools write layers."""
+        written = raw["kind"]
+        if not isinstance(written, str) or KINDS.get(canonical_kind(written)) is None:
+            raise self.fail(_unknown_kind_message(str(written)), path + ("kind",))
+        kind = canonical_kind(written)
+        args = {key: value for key, value in raw.items() if key != "kind"}
+        return kind, args, {key: path + (key,) for key in args}
+
+    def read_marks(self, args: dict, arg_paths: dict, path: DataPath, composite: bool) -> None:
+        """Takes `ask` and `points` out of a layer's arguments (the kind's model does not know them)."""
+        if composite:
+            self.composites.add(path)
+        if any(key in args for key in ASSIGNMENT_KEYS):
+            self.marks[path] = read_marks(args, arg_paths, self.source.locate)
+            for key in ASSIGNMENT_KEYS:
+                args.pop(key, None)
+
+    def assignment(self, data: dict) -> Assignment | None:
+        """The spec's questions, when it asks any (top-level or per-layer `ask`/`points`)."""
+        if not self.marks and not any(key in data for key in ASSIGNMENT_KEYS):
+            return None
+        top = read_marks(data, {key: (key,) for key in ASSIGNMENT_KEYS}, self.source.locate)
+        assignment = Assignment(top, self.marks, frozenset(self.composites))
+        check_assignment(assignment, self.source.locate)
+        return assignment
 
     def string_entry(self, text: str, path: DataPath) -> tuple[str, dict, dict]:
         text = text.strip()
@@ -283,7 +322,7 @@ def _validation_message(cls: type[Layer], error: dict, args: dict) -> str:
     loc = error["loc"]
     key = str(loc[0]) if loc else None
     if error["type"] == "extra_forbidden":
-        return _unknown_key_message(f"`{cls.kind}`", key, _keys_of(cls))
+        return _unknown_key_message(f"`{cls.kind}`", key, [*_keys_of(cls), *ASSIGNMENT_KEYS])
     if error["type"] == "missing":
         return f"`{cls.kind}` needs `{key}`" + _describe(cls, key)
     if key is None:
