@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import cnncalc
 from cnncalc.cli import cli
 
 EXAMPLES = Path(__file__).parent.parent / "specs" / "examples"
@@ -44,6 +45,7 @@ def test_example_output_is_the_lecture_value(example):
     layer, shape, expected = CASES[example]
     data = run_json(EXAMPLES / f"{example}.yaml")
     assert (data["layer"], data["shape"], data["input"]) == (layer, shape, "input_values")
+    assert list(data["inputs"].values())[0] == cnncalc.analyze(EXAMPLES / f"{example}.yaml").to_dict()["input_shape"]
     assert data["output"] == expected  # exact
     assert data["ok"] is True
 

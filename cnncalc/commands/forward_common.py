@@ -113,5 +113,11 @@ def findings(report) -> dict:
             "rounded": [r.to_dict() for r in report.rounded]}
 
 
+def run_header(report, engine, seed: int) -> dict:
+    """What both JSON reports open with: the spec, the backend that ran it, the seed and the inputs."""
+    return {"spec": report.name, "file": report.file, "backend": engine.name, "device": engine.device,
+            "seed": seed, "inputs": {name: list(shape) for name, shape in report.inputs.items()}}
+
+
 def duration(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"

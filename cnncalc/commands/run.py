@@ -10,7 +10,8 @@ import sys
 import click
 
 from ..errors import EXIT_FINDINGS, CnnCalcError
-from .forward_common import BACKEND_NAMES, analysed, backend_options, check_memory, findings, load_engine, other_engine
+from .forward_common import (BACKEND_NAMES, analysed, backend_options, check_memory, findings, load_engine,
+                             other_engine, run_header)
 from .support import fail, format_option, print_warnings
 
 PRINT_LIMIT = 1024  # `run` prints outputs of at most this many numbers per sample in full...
@@ -126,11 +127,7 @@ def run_summary(report, engine, seed, given_input: bool, results, shown, other, 
     last = shown[-1] if shown else results[-1]
     failed = [r for r in results if not r.ok]
     summary = {
-        "spec": report.name,
-        "file": report.file,
-        "backend": engine.name,
-        "device": engine.device,
-        "seed": seed,
+        **run_header(report, engine, seed),
         "input": "input_values" if given_input else f"random normal (seed {seed})",
         "layer": last.name,
         "kind": last.kind,

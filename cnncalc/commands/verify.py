@@ -13,7 +13,7 @@ import click
 
 from ..errors import EXIT_FINDINGS, CnnCalcError
 from .forward_common import (analysed, backend_options, check_memory, duration, findings, load_engine,
-                             resolve_spec)  # noqa: F401 (resolve_spec: imported from here too)
+                             resolve_spec, run_header)  # noqa: F401 (resolve_spec: imported from here too)
 from .support import batch_option, console, fail, format_option, input_option, print_warnings
 
 PROGRESS_DELAY_S = 1.0  # a bar for runs that take longer than this
@@ -66,14 +66,9 @@ def verify_summary(report, engine, batch: int, seed: int, results: list, estimat
     """The JSON contract of `verify --format json`."""
     failed = [r for r in results if not r.ok]
     summary = {
-        "spec": report.name,
-        "file": report.file,
-        "backend": engine.name,
-        "device": engine.device,
+        **run_header(report, engine, seed),
         "batch": batch,
-        "seed": seed,
         "input_shape": list(report.input_shape),
-        "inputs": {name: list(shape) for name, shape in report.inputs.items()},
         "layers": [r.to_dict() for r in results],
         "ok": not failed and len(results) == len(report.layers),
         "mismatches": len(failed),
