@@ -24,11 +24,16 @@ def load_spec(source, layout: str | None = None):
     return _load_spec(source, layout)
 
 
-def analyze(spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd"):
+def analyze(spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd",
+            amp: str | None = None, checkpoint: bool = False, optimizer_dtype: str | None = None,
+            train_on: str = "cuda"):
     """Infer every layer; returns a Report (``to_dict()`` is the JSON contract).
 
     rounding: "floor" (PyTorch), "ceil" or "strict" (the lecture); None = the spec's `rounding`
-    key, else floor."""
+    key, else floor. optimizer ("sgd", "momentum", "adam", "adamw"), amp (None, "fp16", "bf16"),
+    checkpoint, optimizer_dtype (None: the weights' dtype) and train_on ("cuda", "cpu"): how the
+    training memory is counted."""
     from .api import analyze as _analyze
 
-    return _analyze(spec, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)
+    return _analyze(spec, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer, amp=amp,
+                    checkpoint=checkpoint, optimizer_dtype=optimizer_dtype, train_on=train_on)

@@ -74,11 +74,16 @@ def _input_reading(input_shape: str, layout: str | None):
 
 
 def analyze(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
-            optimizer: str = "sgd") -> Report:
-    return analyze_spec(spec, rounding, batch, dtype, optimizer).report
+            optimizer: str = "sgd", amp: str | None = None, checkpoint: bool = False,
+            optimizer_dtype: str | None = None, train_on: str = "cuda") -> Report:
+    return analyze_spec(spec, rounding, batch, dtype, optimizer, amp, checkpoint, optimizer_dtype, train_on).report
 
 
 def analyze_spec(spec: Any, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
-                 optimizer: str = "sgd") -> Analysis:
-    """The report and the plan that executes it (backends, worked formulas: ``step.formulas()``)."""
-    return _analyze_spec(load_spec(spec), rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer)
+                 optimizer: str = "sgd", amp: str | None = None, checkpoint: bool = False,
+                 optimizer_dtype: str | None = None, train_on: str = "cuda") -> Analysis:
+    """The report and the plan that executes it (backends, worked formulas: ``step.formulas()``).
+    ``amp`` ("fp16", "bf16"), ``checkpoint``, ``optimizer_dtype`` and ``train_on`` ("cuda", "cpu")
+    say how the training memory is counted (cnncalc/training.py)."""
+    return _analyze_spec(load_spec(spec), rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer, amp=amp,
+                         checkpoint=checkpoint, optimizer_dtype=optimizer_dtype, train_on=train_on)

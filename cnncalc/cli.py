@@ -22,6 +22,7 @@ EXIT_INTERNAL = 3
 # name -> "module:function", in the README's order (which `cnncalc --help` keeps).
 COMMANDS = {
     "table": "cnncalc.commands.table:table",
+    "fit": "cnncalc.commands.fit:fit",
     "layer": "cnncalc.commands.layer:layer",
     "explain": "cnncalc.commands.layer:explain",
     "solve": "cnncalc.commands.solve:solve",
@@ -30,6 +31,7 @@ COMMANDS = {
     "schema": "cnncalc.commands.validate:schema",
     "diff": "cnncalc.commands.diff:diff",
     "models": "cnncalc.commands.models:models",
+    "compare": "cnncalc.commands.compare:compare",
     "devices": "cnncalc.commands.devices:devices",
     "verify": "cnncalc.commands.verify:verify",
     "run": "cnncalc.commands.run:run_command",

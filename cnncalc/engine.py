@@ -82,7 +82,7 @@ class PartialAnalysis(CnnCalcError):
 
 class Engine:
     def __init__(self, spec: Spec, rounding: str, batch: int, dtype: str, optimizer: str,
-                 rounding_chosen: str | None = None):
+                 rounding_chosen: str | None = None, training=None):
         self.spec = spec
         self.rounding = rounding
         # Who chose `rounding`: "spec" (its `rounding` key), "option" (--rounding, the API's argument) or
@@ -94,6 +94,7 @@ class Engine:
         self.batch = batch
         self.dtype = dtype
         self.optimizer = optimizer
+        self.training = training  # cnncalc.training.TrainingOptions: --amp, --checkpoint, ...; None: the defaults
         self.bytes_per = DTYPE_BYTES[dtype]
         self.rows: list[LayerRow] = []
         self.steps: list[Step] = []
@@ -345,12 +346,27 @@ class Engine:
             gradient_bytes=trainable * self.bytes_per,
             optimizer_state_bytes=extra_copies * trainable * self.bytes_per,
         )
+        memory = self.training_memory()
+        if memory is not None:
+            for row, saved in zip(rows, memory.saved_by_row):
+                row.saved_bytes = saved
+            totals.saved_bytes, totals.training_memory = memory.saved, memory.to_dict()
         blocks = sorted(self.blocks, key=lambda b: (b.first, b.level))  # walking order: a block before its parts
         return Report(self.spec.name, self.spec.input, self.spec.layout, self.rounding, self.batch, self.dtype,
                       self.optimizer, rows, totals, self.warnings, self.spec.file,
                       list(self.spec.notes) + self.rounding_note(), rounded=list(self.rounded), blocks=blocks,
                       misaligned=list(self.misaligned),
-                      inputs=dict(self.spec.inputs))
+                      inputs=dict(self.spec.inputs), training=self.training)
+
+    def training_memory(self):
+        """What training the rows needs, as PyTorch spends it (cnncalc/training.py); None for a dtype
+        autograd cannot train (int8, uint8)."""
+        from .training import TrainingOptions, account, trainable
+
+        if not trainable(self.dtype):
+            return None
+        options = self.training or TrainingOptions(optimizer=self.optimizer)
+        return account(self.rows, self.steps, self.blocks, self.spec.inputs, self.batch, self.dtype, options)
 
     def analysis(self) -> Analysis:
         return Analysis(self.report(), Plan(self.spec.name, self.spec.file, self.spec.input, list(self.steps),
@@ -483,21 +499,28 @@ def _referenced_names(layers: list[Layer]) -> set[str]:
 
 
 def analyze(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
-            optimizer: str = "sgd") -> Report:
+            optimizer: str = "sgd", **training) -> Report:
     """The report of ``spec``; see ``analyze_spec``."""
-    return analyze_spec(spec, rounding, batch, dtype, optimizer).report
+    return analyze_spec(spec, rounding, batch, dtype, optimizer, **training).report
 
 
 def analyze_spec(spec: Spec, rounding: str | None = None, batch: int = 1, dtype: str = "float32",
-                 optimizer: str = "sgd") -> Analysis:
+                 optimizer: str = "sgd", amp: str | None = None, checkpoint: bool = False,
+                 optimizer_dtype: str | None = None, train_on: str = "cuda") -> Analysis:
     """Infer every layer of ``spec``. A failing layer raises ``PartialAnalysis`` (a CnnCalcError)
     whose ``report`` holds the rows before it. ``rounding=None`` takes the spec's own ``rounding``
     key, else floor (PyTorch). Only that default floor warns each rounded layer; a rounding given
-    here or declared by the spec puts one note in ``report.notes`` (``report.rounded`` lists all)."""
+    here or declared by the spec puts one note in ``report.notes`` (``report.rounded`` lists all).
+    ``amp``, ``checkpoint``, ``optimizer_dtype``, ``train_on``: how training memory is counted
+    (cnncalc.training.TrainingOptions)."""
+    from .training import TrainingOptions
+
     chosen = "option" if rounding else ("spec" if spec.rounding else None)
     rounding = rounding or spec.rounding or "floor"
     _check_options(rounding, batch, dtype, optimizer)
-    engine = Engine(spec, rounding, batch, dtype, optimizer, rounding_chosen=chosen)
+    training = TrainingOptions(optimizer, amp, checkpoint, optimizer_dtype, train_on)
+    training.check(dtype)
+    engine = Engine(spec, rounding, batch, dtype, optimizer, rounding_chosen=chosen, training=training)
     try:
         with paused_gc():
             engine.run()

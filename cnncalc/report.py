@@ -13,7 +13,7 @@ from .notation import LAYOUTS
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 # How many copies of the trainable parameters training keeps: weights, gradients, optimizer state.
-OPTIMIZER_COPIES = {"sgd": 2, "momentum": 3, "adam": 4}
+OPTIMIZER_COPIES = {"sgd": 2, "momentum": 3, "adam": 4, "adamw": 4}
 
 
 def plain_number(value: Fraction | int) -> int | float:
@@ -87,6 +87,7 @@ class LayerRow:
     line: int | None = None
     scope: tuple[tuple[str, str], ...] = ()  # (name, kind) of the enclosing composites, outermost first
     inputs: tuple[int, ...] = ()  # rows whose outputs feed this one (-1 = the network input): the graph
+    saved_bytes: int | None = None  # what autograd keeps for its backward (cnncalc/training.py); None: not trainable
 
     @property
     def trainable_params(self) -> int:
@@ -120,6 +121,7 @@ class LayerRow:
             "connections": self.connections,
             "activations": self.activations,
             "activation_bytes": self.activation_bytes,
+            "saved_bytes": self.saved_bytes,
             "receptive_field": self.receptive_field.to_dict(),
             "hyper": {key: _jsonable(value) for key, value in self.hyper.items()},
         }
@@ -156,7 +158,8 @@ def fold_to_depth(report: "Report", depth: int) -> "Report":
 def _renumbered(row: LayerRow, index: int, empty: bool = False, **changes) -> LayerRow:
     if empty:
         changes.update(weights=0, biases=0, buffers=0, macs=0, bias_muls=0, connections=0, activations=0,
-                       activation_bytes=0, hyper={}, scope=row.scope[: changes["depth"]])
+                       activation_bytes=0, hyper={}, scope=row.scope[: changes["depth"]],
+                       saved_bytes=None if row.saved_bytes is None else 0)
     return replace(row, index=index, **changes)
 
 
@@ -168,6 +171,7 @@ def _absorb(group: LayerRow, row: LayerRow) -> LayerRow:
         macs=group.macs + row.macs, bias_muls=group.bias_muls + row.bias_muls,
         connections=group.connections + row.connections,
         activations=group.activations + row.activations, activation_bytes=group.activation_bytes + row.activation_bytes,
+        saved_bytes=None if row.saved_bytes is None else (group.saved_bytes or 0) + row.saved_bytes,
     )
 
 
@@ -185,6 +189,8 @@ class Totals:
     peak_live_activation_bytes: int
     optimizer_state_bytes: int
     gradient_bytes: int
+    saved_bytes: int | None = None  # what autograd keeps for backward, each storage once; None: not trainable
+    training_memory: dict | None = None  # cnncalc/training.py's breakdown, in bytes
 
     @property
     def flops(self) -> int:
@@ -221,6 +227,8 @@ class Totals:
             "inference_bytes": self.inference_bytes,
             "training_activation_bytes": self.training_activation_bytes,
             "training_bytes": self.training_bytes,
+            "saved_bytes": self.saved_bytes,
+            "training_memory": self.training_memory,
         }
 
 
@@ -242,6 +250,7 @@ class Report:
     rounded: list[Finding] = field(default_factory=list)  # every layer whose size was rounded (floor/ceil)
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every named input (one: {"input": ...})
     misaligned: list[Finding] = field(default_factory=list)  # merges whose inputs' receptive fields are not aligned
+    training: Any = None  # the cnncalc.training.TrainingOptions the training memory was counted with
 
     def __post_init__(self):
         self.inputs = self.inputs or {"input": self.input_shape}
@@ -268,15 +277,22 @@ class Report:
             "dtype": self.dtype,
             "bytes_per_element": DTYPE_BYTES[self.dtype],
             "optimizer": self.optimizer,
-            "memory": "bytes; inference = params + peak live activations; training = input + activations "
-                      "and their gradients + params + gradients + optimizer state "
-                      f"({OPTIMIZER_COPIES[self.optimizer]}x trainable params in all)",
+            "memory": "bytes; inference = params + peak live activations; training_bytes (the earlier estimate) = "
+                      "input + activations and their gradients + params + gradients + optimizer state "
+                      f"({OPTIMIZER_COPIES[self.optimizer]}x trainable params in all); training as PyTorch spends it: "
+                      "training_memory",
             "units": "MB = 10^6 bytes, MiB = 2^20 bytes",
             "shapes": "[C, *spatial] without the batch axis",
             "layout": self.layout,
             "layout_meaning": LAYOUTS[self.layout].words,
             "lists": "shapes written as lists are always [C, *spatial]",
+            **self.training_conventions(),
         }
+
+    def training_conventions(self) -> dict:
+        from .training import TrainingOptions, conventions
+
+        return conventions(self.training or TrainingOptions(optimizer=self.optimizer), self.dtype)
 
     def to_dict(self) -> dict:
         return {

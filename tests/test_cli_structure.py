@@ -129,7 +129,7 @@ def test_solve_loads_no_pydantic():
 
 # ----------------------------------------------------------------------------- shared options
 ROUNDING_DEFAULTS = {"table": None, "layer": "strict", "explain": None, "check": None, "validate": None,
-                     "solve": "floor", "diff": None, "draw": None}
+                     "solve": "floor", "diff": None, "draw": None, "fit": None}
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -78,6 +78,30 @@ def optimizer_option(help: str | None = "Optimizer state counted in training mem
                         help=help)
 
 
+def training_options(command):
+    """--amp, --checkpoint, --optimizer-dtype and --train-on: how training memory is counted
+    (cnncalc/training.py; the optimizer is ``optimizer_option``). The command receives them as the
+    keyword arguments amp, checkpoint, optimizer_dtype and train_on."""
+    from ..training import AMP, FLOATS, TRAIN_ON
+
+    options = [
+        click.option("--amp", type=click.Choice(list(AMP)), default=None,
+                     help="Mixed precision as torch.autocast with this half dtype: float32 master weights, gradients "
+                          "and optimizer state; activations in the dtype autocast computes them in."),
+        click.option("--checkpoint", is_flag=True,
+                     help="Activation checkpointing of every top-level entry (torch.utils.checkpoint, non-reentrant): "
+                          "only each entry's inputs are kept; backward recomputes one entry at a time."),
+        click.option("--optimizer-dtype", type=click.Choice(list(FLOATS)), default=None,
+                     help="dtype of the optimizer state (default: the weights', as PyTorch's optimizers keep it)."),
+        click.option("--train-on", type=click.Choice(list(TRAIN_ON)), default="cuda", show_default=True,
+                     help="Count what PyTorch saves on this device (dropout's mask is bool on cuda, the activations' "
+                          "dtype on cpu; autocast's op lists differ)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def layout_option(help: str):
     from ..notation import LAYOUT_KEYS
 

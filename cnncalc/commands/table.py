@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from .support import (batch_option, console, devices_file_option, dtype_option, fail, format_option, input_option,
-                      layout_option, optimizer_option, print_warnings, rounding_option)
+                      layout_option, optimizer_option, print_warnings, rounding_option, training_options)
 
 
 def split_columns(ctx, param, value: str | None):
@@ -42,6 +42,7 @@ def split_columns(ctx, param, value: str | None):
 @batch_option()
 @dtype_option()
 @optimizer_option()
+@training_options
 @layout_option("Show shapes as chw (C x H x W), hwc (H x W x C) or whd (W x H x D); also reads the spec's shape "
                "strings where it declares no layout (default: the spec's).")
 @click.option("--device", default=None, metavar="NAME",
@@ -51,8 +52,11 @@ def split_columns(ctx, param, value: str | None):
 @click.option("--tf32", is_flag=True,
               help="With --device and float32: bound by the TF32 Tensor Core peak, as PyTorch runs float32 "
                    "convolutions on Ampere and later GPUs by default.")
+@click.option("--compat", default=None, metavar="TOOL",
+              help="Params and ops per layer as TOOL counts them, with its column names: a convention of "
+                   "`cnncalc compare` (torchinfo, fvcore, ptflops, thop, torchscan, calflops, keras, ...).")
 def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape, partial, batch, dtype, optimizer,
-          layout, device, devices_file, tf32):
+          layout, device, devices_file, tf32, compat, **training):
     """Per-layer table of SPEC (a file or a zoo model name)."""
     from ..engine import paused_gc
     from ..errors import CnnCalcError
@@ -64,7 +68,15 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape
         try:
             chosen = choose_device(device, devices_file, dtype, tf32) if device else None
             analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file, input_shape,
-                                       partial)
+                                       partial, training)
+            if compat:
+                from .compare import write_compat
+
+                others = bool(columns or depth is not None or explain or device)
+                write_compat(analysis, compat, fmt, output_file, layout, batch, others)
+                if error:
+                    fail(error)  # after the rows that were computed
+                return
             report, explained = analysis.report, analysis if explain else None
             roofline = bound_on(report, *chosen) if chosen else None
             if depth is not None:
@@ -99,9 +111,11 @@ def check_device_options(columns, device, devices_file, tf32) -> None:
             raise click.BadParameter("needs --device NAME", param_hint=flag)
 
 
-def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, input_shape=None, partial=False):
+def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, input_shape=None, partial=False,
+             training=None):
     """(the engine's Analysis: report and plan, None), or (the rows before the layer that failed,
-    its error); raises when no row could be computed, or when ``output_file`` is the spec itself."""
+    its error); raises when no row could be computed, or when ``output_file`` is the spec itself.
+    ``training``: amp, checkpoint, optimizer_dtype, train_on (``training_options``)."""
     from ..api import analyze_spec, load_spec
     from ..engine import PartialAnalysis
 
@@ -111,7 +125,8 @@ def analysed(spec, layout, rounding, batch, dtype, optimizer, output_file=None, 
 
         refuse_to_overwrite(output_file, [loaded.file])
     try:
-        return analyze_spec(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer), None
+        return analyze_spec(loaded, rounding=rounding, batch=batch, dtype=dtype, optimizer=optimizer,
+                            **(training or {})), None
     except PartialAnalysis as exc:
         if not exc.report.layers:
             raise

@@ -2,13 +2,15 @@
 identity at inference)."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 from annotated_types import Ge, Lt
 from pydantic import Field
 
 from ..errors import ShapeError
-from .base import Constant, Elementwise, Formula, Leaf, Outcome, PosInt, PyTorchCode, py_arguments, unless
+from .base import (COMPUTE, Constant, Elementwise, Formula, Leaf, Outcome, PosInt, PyTorchCode, Saved, py_arguments,
+                   unless)
 
 
 class Dropout(Elementwise):
@@ -23,6 +25,17 @@ class Dropout(Elementwise):
     def onnx(self, step, graph):
         """Dropout with its ratio (the identity at inference, training_mode absent)."""
         return graph.node("Dropout", [graph.x, graph.constant(self.p, "float32", "ratio")])
+
+    def output_storage(self, step):
+        return "view" if self.p == 0 else "new"  # F.dropout returns its input itself when p is 0
+
+    def saved(self, step, grad):
+        """The mask: CUDA's fused dropout keeps it as bool; on the CPU, F.dropout multiplies by a noise
+        tensor of the input's dtype (0 or 1/(1-p)), which the product saves."""
+        if self.p == 0:
+            return []
+        elements = grad.batch * math.prod(step.input_shape)
+        return [Saved.new(elements, "bool" if grad.device == "cuda" else COMPUTE, "mask")]
 
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
@@ -46,6 +59,16 @@ class DropPath(Elementwise):
         """Identity: stochastic depth is the identity at inference, and ONNX has no such op."""
         return graph.node("Identity", [graph.x])
 
+    def output_storage(self, step):
+        return "view" if self.p == 0 else "new"  # StochasticDepth returns its input when p is 0
+
+    def saved(self, step, grad):
+        """x * keep / (1 - p): the product saves the keep mask, one value per sample ("row") or one
+        for the batch ("batch"), in the input's dtype; dividing by a number saves nothing."""
+        if self.p == 0:
+            return []
+        return [Saved.new(grad.batch if self.mode == "row" else 1, COMPUTE, "keep mask")]
+
     def forward(self, ops, xs, params, step):
         return xs[0]  # inference: the identity
 
@@ -59,6 +82,10 @@ class Activation(Elementwise):
         return self.gain
     torch_module: ClassVar[str] = ""  # its PyTorch module, e.g. nn.ReLU()
     onnx_op: ClassVar[str | None] = None  # its one ONNX op, e.g. Relu; None: the kind writes its own nodes
+    saves: ClassVar[str] = "input"  # what its backward reads: its input, or its output (relu, sigmoid, tanh, softmax)
+
+    def saved(self, step, grad):
+        return [Saved.output() if self.saves == "output" else Saved.input()]
 
     def pytorch(self, step):
         return PyTorchCode(self.torch_module)
@@ -77,6 +104,7 @@ class ReLU(Activation):
     torch_module: ClassVar[str] = "nn.ReLU()"
     op: ClassVar[str] = "relu"
     onnx_op: ClassVar[str] = "Relu"
+    saves: ClassVar[str] = "output"
 
 
 class LeakyReLU(Activation):
@@ -103,6 +131,7 @@ class Sigmoid(Activation):
     op: ClassVar[str] = "sigmoid"
     onnx_op: ClassVar[str] = "Sigmoid"
     saturating: ClassVar[bool] = True
+    saves: ClassVar[str] = "output"
 
     gain: ClassVar[float] = 0.25  # its steepest slope
 
@@ -113,6 +142,7 @@ class Tanh(Activation):
     op: ClassVar[str] = "tanh"
     onnx_op: ClassVar[str] = "Tanh"
     saturating: ClassVar[bool] = True
+    saves: ClassVar[str] = "output"
 
 
 class ReLU6(Activation):
@@ -142,6 +172,10 @@ class Softmax(Activation):
     op: ClassVar[str] = "softmax"
     onnx_op: ClassVar[str] = "Softmax"
     gain: ClassVar[float] = 0.5  # the largest max-norm gain of its Jacobian
+    saves: ClassVar[str] = "output"
+
+    def autocast(self, step, device):
+        return "float32" if device == "cuda" else "follow"  # CUDA autocast's float32 list (softmax, log_softmax)
 
     def onnx(self, step, graph):
         return graph.node(self.onnx_op, [graph.x], axis=1)
@@ -268,6 +302,12 @@ class PReLU(Leaf):
         slopes = graph.arrays()["weight"]
         shape = (self.num_parameters, *(1 for _ in step.input_shape[1:])) if self.num_parameters > 1 else (1,)
         return graph.node("PRelu", [graph.x, graph.parameter("weight", shape, slopes)])
+
+    def autocast(self, step, device):
+        return "half"  # on autocast's lower-precision list
+
+    def saved(self, step, grad):
+        return [Saved.input(), Saved.weight(self.num_parameters)]
 
     def forward(self, ops, xs, params, step):
         return ops.prelu(xs[0], params["weight"])

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Protocol, Union
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Protocol, Union
 
 from annotated_types import Ge, Gt, Len, Lt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict
 
-from ..errors import ShapeError
+from ..errors import CnnCalcError, ShapeError
 from ..formulas import Window
 
 
@@ -128,6 +128,91 @@ class PyTorchCode:
     call: str = "{m}({x})"
     helpers: tuple[tuple[str, str], ...] = ()
     parameter: str | None = None
+
+
+COMPUTE = "compute"  # Saved.dtype: the dtype the layer computes in (its input's, or autocast's)
+PARAMETER = "parameter"  # Saved.dtype: the parameters' dtype (float32 master weights under autocast)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor PyTorch's autograd keeps for a layer's backward in training mode (what
+    ``torch.autograd.graph.saved_tensors_hooks`` sees), as the layer's kind states it; the counting
+    (cnncalc/training.py) finds its storage, so a storage that several layers save counts once.
+
+    ``source``: "input" (input ``index`` as the op receives it, after autocast's cast if any;
+    ``reshape``: made "contiguous" first, or reshaped ("flatten": [N, -1]; "rows": [-1, last axis]),
+    a view when its layout allows, else a copy), "output", "new" (a
+    tensor the op makes: ``elements`` for the whole batch, of ``dtype``: COMPUTE, PARAMETER or a
+    fixed name such as "int64", "bool" or ``statistics_dtype``'s) or "weight" (the weight, ``elements``
+    values: a parameter, not an activation, unless autocast runs the layer in half precision:
+    then its cached half copy is what is saved). ``what`` names it in a few words."""
+
+    source: str
+    index: int = 0
+    elements: int = 0
+    dtype: str = COMPUTE
+    what: str = ""
+    reshape: str | None = None
+
+    @classmethod
+    def input(cls, index: int = 0, reshape: str | None = None) -> "Saved":
+        if index == 0 and reshape is None:
+            return FIRST_INPUT
+        return cls("input", index=index, what="input", reshape=reshape)
+
+    @classmethod
+    def output(cls) -> "Saved":
+        return OUTPUT
+
+    @classmethod
+    def new(cls, elements: int, dtype: str = COMPUTE, what: str = "") -> "Saved":
+        return cls("new", elements=elements, dtype=dtype, what=what)
+
+    @classmethod
+    def weight(cls, elements: int) -> "Saved":
+        return cls("weight", elements=elements, what="weight")
+
+
+FIRST_INPUT = Saved("input", what="input")  # the most common two, made once
+OUTPUT = Saved("output", what="output")
+
+
+class Autograd(NamedTuple):
+    """What a kind is told when it states what it saves for backward (``Layer.saved``). A named
+    tuple: one is made per row, and large specs have a million rows."""
+
+    batch: int
+    device: str  # "cuda" or "cpu": where PyTorch trains; a few ops save differently on each
+    needs_grad: tuple[bool, ...]  # per input: whether it requires grad
+    compute: str  # the dtype the layer computes in
+    amp: str | None = None  # autocast's half dtype ("float16", "bfloat16"), None without autocast
+    shapes: tuple[tuple[int, ...], ...] = ()  # per input, its per-sample shape
+
+
+def statistics_dtype(grad: Autograd, with_parameters: bool) -> str:
+    """The dtype of the means and inverse deviations batch, group and layer norm keep: float32 for
+    a half input on CUDA, or on the CPU when the op also takes float32 parameters (autocast's master
+    weights: PyTorch's mixed-type kernels); the input's dtype otherwise."""
+    if grad.compute in ("float16", "bfloat16") and (grad.device == "cuda" or (with_parameters and grad.amp)):
+        return "float32"
+    return grad.compute
+
+
+def product_saved(grad: Autograd) -> list[Saved]:
+    """x0 * x1 * ... as PyTorch multiplies them, pair by pair: each product keeps each factor for the
+    other's gradient, when the other requires grad; past the first pair the running product is a
+    new tensor (the shapes broadcast)."""
+    saved, running_needs, shape = [], grad.needs_grad[0], grad.shapes[0]
+    for index in range(1, len(grad.needs_grad)):
+        if running_needs:
+            saved.append(Saved.input(index))
+        if grad.needs_grad[index]:
+            saved.append(Saved.input(0) if index == 1 else
+                         Saved.new(grad.batch * math.prod(shape), COMPUTE, "running product"))
+        shape = tuple(map(max, shape, grad.shapes[index]))
+        running_needs = running_needs or grad.needs_grad[index]
+    return saved
 
 
 def py_literal(value) -> str:
@@ -240,6 +325,12 @@ def averaged_length(step) -> int:
     return max(1, window, spread)
 
 
+def is_channels_last(order: tuple[int, ...]) -> bool:
+    """Whether per-sample axes in this memory order (outermost first) are channels last: the spatial
+    axes in turn, then C."""
+    return len(order) > 1 and order == (*range(1, len(order)), 0)
+
+
 def check_positive(shape: tuple[int, ...], what: str | Callable[[], str]) -> None:
     """``what`` may be a function that words the cause: only a failing layer pays for the wording."""
     if any(size <= 0 for size in shape[1:]):
@@ -335,6 +426,48 @@ class Layer(BaseModel):
 
         raise unsupported(step)
 
+    # What PyTorch's autograd keeps for the row's backward in training mode (cnncalc/training.py
+    # counts it; the oracle is saved_tensors_hooks on the exported module, tests/test_training_memory.py).
+    def saved(self, step, grad: Autograd) -> list[Saved]:
+        """The tensors the row's ops save, as the exported PyTorch code runs them, when the row records
+        autograd history (an input requires grad, or the row has trainable parameters)."""
+        raise CnnCalcError(f"cnncalc does not know what PyTorch saves for the backward of `{self.kind}`, so it "
+                           "cannot count its training memory")
+
+    def output_storage(self, step) -> str:
+        """Where the output lives: "new" (a tensor of its own), "view" (in its input's storage: a
+        permute, a slice, the identity) or "reshape" (in its input's storage when the input's layout
+        allows a view, else in a copy)."""
+        return "new"
+
+    def view_strides(self, step, strides: tuple[int, ...]) -> tuple[int, ...]:
+        """A "view" output's per-sample strides, from its input's: the same axes by default (a slice,
+        the identity); a permute, squeeze or unsqueeze moves them."""
+        return strides
+
+    def storage_elements(self, step) -> int | None:
+        """Per sample, the elements of the tensor the output is a cut of (a cropped transposed
+        convolution keeps the uncropped one alive); None: the output's own."""
+        return None
+
+    def autocast(self, step, device: str) -> str:
+        """How torch.autocast runs the row on ``device`` ("cuda", "cpu"): "half" (its inputs cast to
+        the half dtype: autocast's lower-precision list), "float32" (cast to float32: its float32 list)
+        or "follow" (in its inputs' dtype, promoted as PyTorch promotes)."""
+        return "follow"
+
+    def output_dtype(self, step, grad: Autograd) -> str:
+        """The output's dtype: the dtype the row computes in, unless its ops promote further."""
+        return grad.compute
+
+    def memory_order(self, step, order: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's per-sample axes ([C, *spatial] numbers) from outermost to innermost in
+        memory, for a "new" output, from the input's. Convolutions, pooling and normalisation keep a
+        channels-last input channels last (PyTorch's memory formats) and write anything else
+        contiguous; a later reshape copies what its layout does not let it view."""
+        rank = len(step.output_shape)
+        return order if len(order) == rank and is_channels_last(order) else tuple(range(rank))
+
     def forward(self, ops, xs: list, params: dict, step):  # pragma: no cover - abstract
         """The output array from the input arrays ``xs`` (``[N, C, *spatial]``), computed with the op
         interface ``ops``; ``params`` from ``tensors``; ``step.hyper`` holds the normalised sizes."""
@@ -353,6 +486,9 @@ class Elementwise(Leaf):
 
     def infer(self, shape, ctx):
         return Outcome(shape=shape)
+
+    def memory_order(self, step, order):
+        return order  # element-wise ops write their output laid out as their input
 
 
 class Composite(Layer):

@@ -42,6 +42,17 @@ class ChannelShuffle(Leaf):
         x = graph.node("Transpose", [x], perm=[0, 2, 1, *range(3, ndim)])
         return graph.node("Reshape", [x, graph.constant([0, channels, *spatial], label="shape")])
 
+    def output_storage(self, step):
+        """view, transpose, view: a copy, unless a group or each group is one channel (then the
+        transpose moves a size-1 axis and the result is a view where the input's layout allows)."""
+        return "reshape" if self.groups in (1, step.input_shape[0]) else "new"
+
+    def saved(self, step, grad):
+        return []  # reshapes and a transpose keep nothing
+
+    def memory_order(self, step, order):
+        return tuple(range(len(step.output_shape)))  # the final reshape's copy is contiguous
+
     def forward(self, ops, xs, params, step):
         return ops.channel_shuffle(xs[0], self.groups)
 
@@ -85,6 +96,9 @@ class PixelShuffle(Leaf):
         """DepthToSpace in CRD order, PyTorch's pixel shuffle."""
         return graph.node("DepthToSpace", [graph.x], blocksize=self.factor, mode="CRD")
 
+    def saved(self, step, grad):
+        return []  # a rearrangement keeps nothing
+
     def forward(self, ops, xs, params, step):
         return ops.pixel_shuffle(xs[0], self.factor)
 
@@ -113,6 +127,9 @@ class PixelUnshuffle(Leaf):
 
     def pytorch(self, step):
         return PyTorchCode(f"nn.PixelUnshuffle({self.factor})")
+
+    def saved(self, step, grad):
+        return []  # a rearrangement keeps nothing
 
     def forward(self, ops, xs, params, step):
         return ops.pixel_unshuffle(xs[0], self.factor)

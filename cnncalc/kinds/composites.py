@@ -9,7 +9,8 @@ from annotated_types import Len
 from pydantic import Field
 
 from ..errors import ShapeError
-from .base import AXES_HELP, KINDS, Axes, Composite, Elementwise, NonNegInt, Outcome, Padding, PosInt, PyTorchCode
+from .base import (AXES_HELP, KINDS, Axes, Composite, Elementwise, NonNegInt, Outcome, Padding, PosInt, PyTorchCode,
+                   product_saved)
 from .conv import Conv
 from .merge import add_shapes, broadcast_shapes, concat_shapes
 
@@ -75,6 +76,12 @@ class Residual(Composite):
     def onnx(self, step, graph):  # the block's own row: the add
         return graph.node("Add", list(graph.inputs))
 
+    def saved(self, step, grad):  # the block's own row: the add keeps nothing
+        return []
+
+    def memory_order(self, step, order):
+        return order  # element-wise: laid out as the main path
+
     def forward(self, ops, xs, params, step):  # the block's own row: the add
         return ops.add(xs[0], xs[1])
 
@@ -114,6 +121,9 @@ class Branches(Composite):
 
     def onnx(self, step, graph):  # the block's own row: the concat
         return graph.node("Concat", list(graph.inputs), axis=1)
+
+    def saved(self, step, grad):  # the block's own row: the concat keeps nothing
+        return []
 
     def forward(self, ops, xs, params, step):  # the block's own row: the concat
         return ops.concat(xs)
@@ -216,6 +226,12 @@ class SqueezeExcitation(Composite):
     def onnx(self, step, graph):  # the block's own row: input x gate
         return graph.node("Mul", list(graph.inputs))
 
+    def saved(self, step, grad):  # the block's own row: the product keeps each factor for the other
+        return product_saved(grad)
+
+    def memory_order(self, step, order):
+        return order  # element-wise: laid out as its input
+
     def forward(self, ops, xs, params, step):  # the block's own row: input x gate
         return ops.mul(xs[0], xs[1])
 
@@ -275,6 +291,12 @@ class Split(Composite):
         start, stop = step.hyper["channels"]
         return graph.node("Slice", [graph.x, graph.constant([start], label="starts"),
                                     graph.constant([stop], label="ends"), graph.constant([1], label="axes")])
+
+    def output_storage(self, step):  # one row: a slice of the input
+        return "view"
+
+    def saved(self, step, grad):
+        return []
 
     def forward(self, ops, xs, params, step):  # one row: its piece of the channels
         start, stop = step.hyper["channels"]

@@ -12,9 +12,9 @@ from pydantic import Field
 from ..errors import ShapeError
 from ..explain import conv_lines, size_lines, table_lines, transposed_lines, transposed_size_lines
 from ..formulas import Window, article, half, prod, same_padding, transposed_size
-from .base import (AXES_HELP, SKIP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Padding, Param, PoolPadding, PosInt,
-                   PyTorchCode, RFStep, axes_text, check_positive, dims, is_symmetric, largest_row_l1, pad_arguments,
-                   pad_pairs, per_axis, py_arguments, py_literal, spatial_rank, unless)
+from .base import (AXES_HELP, COMPUTE, SKIP, Axes, Leaf, NonNegAxes, NonNegInt, Outcome, Padding, Param, PoolPadding,
+                   PosInt, PyTorchCode, RFStep, Saved, axes_text, check_positive, dims, is_symmetric, largest_row_l1,
+                   pad_arguments, pad_pairs, per_axis, py_arguments, py_literal, spatial_rank, unless)
 
 
 class ConvBase(Leaf):
@@ -41,6 +41,9 @@ class ConvBase(Leaf):
     def reduction_length(self, step):  # MACs per output
         per_filter = self._table_inputs(step.input_shape[0]) / self.filters
         return max(1, math.ceil(per_filter * prod(step.hyper["kernel"])))
+
+    def autocast(self, step, device):
+        return "half"  # on autocast's lower-precision list
 
     def _window_axes(self, shape) -> tuple[int, tuple, tuple, tuple]:
         """(rank, kernel, stride, dilation) per spatial axis, after checking the input's channels."""
@@ -152,6 +155,32 @@ class Conv(ConvBase):
         return graph.node("Conv", [graph.x, params["weight"], *([params["bias"]] if "bias" in params else [])],
                           kernel_shape=list(h["kernel"]), strides=list(h["stride"]), dilations=list(h["dilation"]),
                           pads=onnx_pads(h["padding"]), group=self.groups)
+
+    def saved(self, step, grad):
+        """ConvolutionBackward keeps the input and the weight; asymmetric padding is an F.pad first,
+        whose padded copy is what the convolution keeps. A connection table gathers each group's
+        channels (indexing keeps the indices), convolves the gathered copy and reorders the filters
+        (keeping the order)."""
+        h, shape = step.hyper, step.input_shape
+        weight = Saved.weight(self._table_inputs(shape[0]) * prod(h["kernel"]))
+        if self.connection_table is None and is_symmetric(h["padding"]):
+            return [Saved.input(), weight]
+        positions = prod(size + before + after for size, (before, after) in zip(shape[1:], h["padding"]))
+        if self.connection_table is None:
+            return [Saved.new(grad.batch * shape[0] * positions, COMPUTE, "padded input"), weight]
+        saved = [weight, Saved.new(self.filters, "int64", "filter order")]
+        for filters in table_groups(self.connection_table):
+            channels = sum(len(self.connection_table[k]) for k in filters)
+            if grad.needs_grad[0]:
+                saved.append(Saved.new(channels, "int64", "channel indices"))
+            saved.append(Saved.new(grad.batch * channels * positions, COMPUTE, "gathered channels"))
+        return saved
+
+    def output_dtype(self, step, grad):
+        # ConnectionTableConv adds its float32 bias to the half convolutions under autocast: float32
+        if self.connection_table is not None and self.bias and grad.amp:
+            return "float32"
+        return grad.compute
 
     def pytorch_state(self, step, arrays):
         """A connection table's weights: ConnectionTableConv keeps, per group of filters that see the
@@ -269,6 +298,17 @@ class ConvTranspose(ConvBase):
 
     def reduction_length(self, step):  # MACs per output is an average; the densest outputs see more
         return max(1, step.input_shape[0] // self.groups * prod(step.hyper["kernel"]))
+
+    def saved(self, step, grad):
+        weights = prod(step.hyper["kernel"]) * step.input_shape[0] * (self.filters // self.groups)
+        return [Saved.input(), Saved.weight(weights)]
+
+    def storage_elements(self, step):
+        """Asymmetric padding crops the module's output: the uncropped tensor stays alive under the cut."""
+        pads = step.hyper["padding"]
+        if is_symmetric(pads):
+            return None
+        return self.filters * prod(size + before + after for size, (before, after) in zip(step.output_shape[1:], pads))
 
     def pytorch(self, step):
         """nn.ConvTransposeNd; asymmetric padding: none in the module, the output cropped instead."""

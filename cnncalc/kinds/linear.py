@@ -7,7 +7,8 @@ from pydantic import Field
 
 from ..explain import linear_lines
 from ..formulas import prod
-from .base import GLOBAL, Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, largest_row_l1, py_arguments, unless
+from .base import (GLOBAL, Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, Saved, largest_row_l1, py_arguments,
+                   unless)
 
 
 class Linear(Leaf):
@@ -83,6 +84,23 @@ class Linear(Leaf):
     def reduction_length(self, step):
         return max(1, step.input_shape[-1] if self._last_axis(step.input_shape) else prod(step.input_shape))
 
+    def autocast(self, step, device):
+        return "half"  # on autocast's lower-precision list
+
+    def saved(self, step, grad):
+        """addmm / mm keep the 2-D input (a non-flat one flattened, or folded on its last axis: a view
+        when it is laid out plainly, else a copy) for the weight's gradient, and the weight for the
+        input's gradient, when the input requires one."""
+        shape = step.input_shape
+        features_in = shape[-1] if self._last_axis(shape) else prod(shape)
+        saved = [Saved.input(reshape=None if len(shape) == 1 else "rows" if self._last_axis(shape) else "flatten")]
+        if grad.needs_grad[0]:
+            saved.append(Saved.weight(features_in * self.features))
+        return saved
+
+    def memory_order(self, step, order):
+        return tuple(range(len(step.output_shape)))  # a new tensor from a matrix product: contiguous
+
     def pytorch(self, step):
         """nn.Linear: a non-flat input flattened first (torch.flatten), or on its last axis (`flatten: false`)."""
         shape = step.input_shape
@@ -121,6 +139,12 @@ class Flatten(Leaf):
 
     def pytorch(self, step):
         return PyTorchCode(None, "torch.flatten({x}, 1)")
+
+    def output_storage(self, step):
+        return "reshape"
+
+    def saved(self, step, grad):
+        return []  # a view or a copy keeps nothing for backward
 
     def onnx(self, step, graph):
         return graph.node("Flatten", [graph.x], axis=1)

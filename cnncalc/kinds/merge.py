@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ..backends.common import crop_to_smallest
 from ..errors import ShapeError
-from .base import Leaf, PyTorchCode, dims
+from .base import Leaf, PyTorchCode, dims, product_saved
 
 
 class Merge(Leaf):
@@ -29,6 +29,12 @@ class ElementwiseMerge(Merge):
     def reduction_length(self, step):
         return max(1, len(step.inputs))
 
+    def output_storage(self, step):
+        return "view" if len(step.inputs) == 1 else "new"  # one input is written as itself
+
+    def memory_order(self, step, order):
+        return order  # element-wise: laid out as its (first) input
+
     def forward(self, ops, xs, params, step):
         return functools.reduce(getattr(ops, self.op), xs)
 
@@ -44,6 +50,9 @@ class Add(ElementwiseMerge):
 
     def pytorch(self, step):
         return PyTorchCode(None, " + ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
+
+    def saved(self, step, grad):
+        return []  # a sum's gradient is the incoming one: nothing kept
 
     def onnx(self, step, graph):
         return graph.node("Sum" if len(graph.inputs) > 2 else "Add", list(graph.inputs)) \
@@ -63,6 +72,9 @@ class Mul(ElementwiseMerge):
 
     def pytorch(self, step):
         return PyTorchCode(None, " * ".join(f"{{x{i}}}" for i in range(len(step.inputs))))
+
+    def saved(self, step, grad):
+        return product_saved(grad)
 
     def onnx(self, step, graph):
         out = graph.x
@@ -102,6 +114,9 @@ class Concat(Merge):
                                                                      label="ends"),
                                                       graph.constant(list(range(2, 2 + len(smallest))), label="axes")])
         return graph.node("Concat", xs, axis=1)
+
+    def saved(self, step, grad):
+        return []  # cat (and a centre crop's slices) keeps nothing
 
     def forward(self, ops, xs, params, step):
         return ops.concat(crop_to_smallest(xs) if self.crop else xs)

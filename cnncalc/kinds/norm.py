@@ -16,7 +16,8 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..explain import axis_names
-from .base import Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, py_arguments, spatial_rank, torch_rank, unless
+from .base import (COMPUTE, PARAMETER, Formula, Leaf, Outcome, Param, PosInt, PyTorchCode, Saved, py_arguments,
+                   spatial_rank, statistics_dtype, torch_rank, unless)
 
 Eps = Annotated[float, Gt(0)]
 NormalizedShape = Union[PosInt, Annotated[list[PosInt], Len(1, 4)]]
@@ -121,6 +122,12 @@ class BatchNorm(Leaf):
         return graph.node("BatchNormalization", [graph.x, params["weight"], params["bias"], params["running_mean"],
                                                  params["running_var"]], epsilon=float(self.eps))
 
+    def saved(self, step, grad):
+        """native_batch_norm keeps its input and the batch's mean and inverse deviation per channel;
+        gamma and the running statistics are parameters and buffers, not activations."""
+        channels, dtype = step.input_shape[0], statistics_dtype(grad, with_parameters=True)  # running statistics
+        return [Saved.input(), Saved.new(channels, dtype, "save_mean"), Saved.new(channels, dtype, "save_invstd")]
+
     def forward(self, ops, xs, params, step):
         return ops.batch_norm(xs[0], params["running_mean"], params["running_var"], params.get("weight"),
                               params.get("bias"), self.eps)
@@ -166,6 +173,29 @@ class LRN(Leaf):
                                     "than before, PyTorch's one more before")
         return graph.node("LRN", [graph.x], size=self.size, alpha=float(self.alpha), beta=float(self.beta),
                           bias=float(self.k))
+
+    def saved(self, step, grad):
+        """F.local_response_norm: the squares, padded by size - 1 channels, averaged over the window
+        (avg_pool keeps the padded squares), times alpha plus k (pow keeps that), to the power beta
+        (the division keeps the power and the input, made contiguous first on 2 or 3 spatial axes).
+        Under autocast, CPU averages 4-D and 5-D tensors in float32 (avg_pool3d) and CUDA takes the
+        power in float32 (pow): what follows them is float32."""
+        shape, batch = step.input_shape, grad.batch
+        positions = math.prod(shape[1:])
+        pooled_in_float32 = bool(grad.amp) and grad.device == "cpu" and len(shape) >= 3
+        base = "float32" if grad.amp and (pooled_in_float32 or grad.device == "cuda") else COMPUTE
+        power = "float32" if grad.amp and grad.device == "cuda" else base
+        return [Saved.input(reshape="contiguous" if len(shape) >= 3 else None),
+                Saved.new(batch * (shape[0] + self.size - 1) * positions, "float32" if pooled_in_float32 else COMPUTE,
+                          "padded squares"),
+                Saved.new(batch * math.prod(shape), base, "alpha * average + k"),
+                Saved.new(batch * math.prod(shape), power, "(alpha * average + k) ** beta")]
+
+    def output_dtype(self, step, grad):
+        """input / power: float32 where the power is (see ``saved``)."""
+        if grad.amp and (grad.device == "cuda" or len(step.input_shape) >= 3):
+            return "float32"
+        return grad.compute
 
     def forward(self, ops, xs, params, step):
         return ops.lrn(xs[0], self.size, self.alpha, self.beta, self.k)
@@ -270,6 +300,24 @@ class LayerNorm(Leaf):
             return graph.node("Transpose", [x], perm=back)
         return graph.node("LayerNormalization", [graph.x, *inputs], axis=-len(sizes), epsilon=eps)
 
+    def autocast(self, step, device):
+        return "float32" if device == "cuda" else "follow"  # on CUDA autocast's float32 list
+
+    def saved(self, step, grad):
+        """native_layer_norm keeps its input and a mean and an inverse deviation per normalised group of
+        values."""
+        groups = grad.batch * math.prod(step.input_shape) // math.prod(step.hyper["normalized_shape"])
+        dtype = statistics_dtype(grad, self.elementwise_affine)
+        return [Saved.input(), Saved.new(groups, dtype, "mean"), Saved.new(groups, dtype, "rstd")]
+
+    def memory_order(self, step, order):
+        """nn.LayerNorm writes a contiguous output; over the channels of a [C, *spatial] input it is
+        moved back from channels last (ChannelLayerNorm), so it is laid out channels last."""
+        rank = len(step.output_shape)
+        if self.normalized_shape is None and rank > 1:
+            return (*range(1, rank), 0)
+        return tuple(range(rank))
+
     def forward(self, ops, xs, params, step):
         return ops.layer_norm(xs[0], tuple(step.hyper["normalized_shape"]), params.get("weight"), params.get("bias"),
                               self.eps, over_channels=self.normalized_shape is None)
@@ -321,6 +369,16 @@ class GroupNorm(Leaf):
     def pytorch(self, step):
         return PyTorchCode("nn.GroupNorm(" + py_arguments(self.groups, step.input_shape[0], eps=unless(self.eps, 1e-5),
                                                            affine=unless(self.affine, True)) + ")")
+
+    def autocast(self, step, device):
+        return "float32" if device == "cuda" else "follow"  # on CUDA autocast's float32 list
+
+    def saved(self, step, grad):
+        """native_group_norm keeps its input (made contiguous on CUDA; on the CPU a channels-last input
+        stays as it is) and a mean and an inverse deviation per sample and group."""
+        groups, dtype = grad.batch * self.groups, statistics_dtype(grad, self.affine)
+        return [Saved.input(reshape="contiguous" if grad.device == "cuda" else None), Saved.new(groups, dtype, "mean"),
+                Saved.new(groups, dtype, "rstd")]
 
     def forward(self, ops, xs, params, step):
         return ops.group_norm(xs[0], self.groups, params.get("weight"), params.get("bias"), self.eps)
@@ -385,6 +443,24 @@ class InstanceNorm(Leaf):
                            + py_arguments(step.input_shape[0], eps=unless(self.eps, 1e-5),
                                           affine=unless(self.affine, False),
                                           track_running_stats=unless(self.track_running_stats, False)) + ")")
+
+    def saved(self, step, grad):
+        """F.instance_norm runs batch norm on the input viewed as one sample of N*C channels (made
+        contiguous first): it keeps that input, gamma and the running statistics repeated N times (new
+        tensors, not parameters), and the mean and inverse deviation of each of the N*C."""
+        rows = grad.batch * step.input_shape[0]
+        saved = [Saved.input(reshape="contiguous")]
+        if self.affine:
+            saved.append(Saved.new(rows, PARAMETER, "weight repeated"))
+        if self.track_running_stats:  # measured: without gamma they come in the input's dtype, as the statistics
+            running = PARAMETER if self.affine else COMPUTE
+            saved += [Saved.new(rows, running, "running_mean repeated"),
+                      Saved.new(rows, running, "running_var repeated")]
+        dtype = statistics_dtype(grad, self.affine)
+        return saved + [Saved.new(rows, dtype, "save_mean"), Saved.new(rows, dtype, "save_invstd")]
+
+    def memory_order(self, step, order):
+        return tuple(range(len(step.output_shape)))  # the batch-norm output of a contiguous view
 
     def forward(self, ops, xs, params, step):
         return ops.instance_norm(xs[0], params.get("running_mean"), params.get("running_var"), params.get("weight"),

@@ -8,7 +8,8 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..explain import axis_lines
-from .base import Leaf, Outcome, PoolPadding, PyTorchCode, RFStep, pad_arguments, pad_pairs, py_literal, spatial_rank
+from .base import (Leaf, Outcome, PoolPadding, PyTorchCode, RFStep, Saved, pad_arguments, pad_pairs, py_literal,
+                   spatial_rank)
 
 
 class Pad(Leaf):
@@ -53,6 +54,16 @@ class Pad(Leaf):
         pads = [0, 0, *(int(b) for b, _ in pairs), 0, 0, *(int(a) for _, a in pairs)]
         mode = {"zero": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[self.mode]
         return graph.node("Pad", [graph.x, graph.constant(pads, label="pads")], mode=mode)
+
+    def saved(self, step, grad):
+        """Reflection and replication padding keep their input; zero and circular padding keep nothing."""
+        return [Saved.input()] if self.mode in ("reflect", "replicate") else []
+
+    def autocast(self, step, device):
+        """CPU autocast's float32 list has reflection_pad1d/2d and replication_pad1d/2d/3d."""
+        rank = len(step.input_shape) - 1
+        listed = (self.mode == "reflect" and rank <= 2) or self.mode == "replicate"
+        return "float32" if device == "cpu" and listed else "follow"
 
     def forward(self, ops, xs, params, step):
         return ops.pad(xs[0], step.hyper["padding"], self.mode)

@@ -12,9 +12,16 @@ from ..errors import ShapeError
 from ..explain import adaptive_lines, global_lines, size_lines, subsample_lines
 from ..formulas import Window, adaptive_bins, article, half, prod
 from .conv import onnx_pads
-from .base import (AXES_HELP, GLOBAL, SKIP, Axes, KeepAxes, Leaf, Outcome, Param, PoolPadding, PyTorchCode, RFStep,
+from .base import (AXES_HELP, COMPUTE, GLOBAL, SKIP, Axes, KeepAxes, Leaf, Outcome, Param, PoolPadding, PyTorchCode,
+                   RFStep, Saved,
                    averaged_length, axes_text, check_positive, dims, is_symmetric, pad_arguments, pad_pairs, per_axis,
                    py_arguments, py_literal, spatial_rank, unless)
+
+
+def cpu_3d_float32(step, device: str) -> str:
+    """CPU autocast runs 3-D pooling in float32 (max_pool3d, avg_pool3d and their adaptive forms are on
+    its float32 list); everywhere else pooling follows its input's dtype."""
+    return "float32" if device == "cpu" and len(step.input_shape) == 4 else "follow"
 
 
 class Pool(Leaf):
@@ -80,6 +87,31 @@ class Pool(Leaf):
             cuts.append(":" if count == out else f":{out}")
         return call if all(c == ":" for c in cuts) else f"{call}[:, :, {', '.join(cuts)}]"
 
+    def autocast(self, step, device):
+        return cpu_3d_float32(step, device)
+
+    def _uncut(self, step) -> tuple[int, ...]:
+        """Per axis, the windows PyTorch's pool makes on the F.pad-ded input of an asymmetric padding,
+        before the forward cuts them to the row's sizes (``_padded_call``)."""
+        h = step.hyper
+        windows = [Window(size + before + after, k, s, (0, 0), d) for size, k, s, d, (before, after)
+                   in zip(step.input_shape[1:], h["kernel"], h["stride"], h["dilation"], h["padding"])]
+        return tuple(w.ceil() if self.ceil_mode else w.floor() for w in windows)
+
+    def _pooled_input(self, step, grad) -> Saved:
+        """What the pool keeps of its input: the input, or the F.pad-ded copy of an asymmetric padding."""
+        pads = step.hyper["padding"]
+        if is_symmetric(pads):
+            return Saved.input()
+        padded = prod(size + before + after for size, (before, after) in zip(step.input_shape[1:], pads))
+        return Saved.new(grad.batch * step.input_shape[0] * padded, COMPUTE, "padded input")
+
+    def storage_elements(self, step):
+        """An asymmetric padding's windows are cut to the row's sizes: the uncut output stays alive."""
+        if is_symmetric(step.hyper["padding"]):
+            return None
+        return step.output_shape[0] * prod(self._uncut(step))
+
 
 class MaxPool(Pool):
     kind: ClassVar[str] = "maxpool"
@@ -101,6 +133,12 @@ class MaxPool(Pool):
         h = step.hyper
         return graph.node("MaxPool", [graph.x], kernel_shape=list(h["kernel"]), strides=list(h["stride"]),
                           pads=onnx_pads(h["padding"]), dilations=list(h["dilation"]), ceil_mode=int(self.ceil_mode))
+
+    def saved(self, step, grad):
+        """max_pool keeps its input and the int64 index of every maximum."""
+        pooled = step.output_shape[1:] if is_symmetric(step.hyper["padding"]) else self._uncut(step)
+        indices = Saved.new(grad.batch * step.input_shape[0] * prod(pooled), "int64", "indices")
+        return [self._pooled_input(step, grad), indices]
 
     def forward(self, ops, xs, params, step):
         h = step.hyper
@@ -142,6 +180,14 @@ class AvgPool(Pool):
                           pads=onnx_pads(h["padding"]), ceil_mode=int(self.ceil_mode),
                           count_include_pad=int(self.count_include_pad))
 
+    def saved(self, step, grad):
+        """avg_pool keeps its input; an asymmetric padding without count_include_pad divides by the
+        pooled ones, and the division keeps that divisor (one map, whatever the batch)."""
+        saved = [self._pooled_input(step, grad)]
+        if not is_symmetric(step.hyper["padding"]) and not self.count_include_pad:
+            saved.append(Saved.new(prod(self._uncut(step)), COMPUTE, "divisor"))
+        return saved
+
     def forward(self, ops, xs, params, step):
         h = step.hyper
         return ops.avg_pool(xs[0], h["kernel"], h["stride"], h["padding"], self.ceil_mode, self.count_include_pad)
@@ -169,6 +215,9 @@ class AdaptivePool(Leaf):
     def explain(self, step):
         written = per_axis(self.output, len(step.input_shape) - 1, "output")
         return adaptive_lines(step.input_shape[1:], written, step.output_shape[1:])
+
+    def autocast(self, step, device):
+        return cpu_3d_float32(step, device)
 
 
     torch_module: ClassVar[str]  # nn.<this>Nd
@@ -203,6 +252,10 @@ class AdaptiveAvgPool(AdaptivePool):
     def reduction_length(self, step):
         return averaged_length(step)
 
+    def saved(self, step, grad):
+        """To 1 on every axis PyTorch takes the mean, which keeps nothing; else the pool keeps its input."""
+        return [] if all(size == 1 for size in step.output_shape[1:]) else [Saved.input()]
+
     def forward(self, ops, xs, params, step):
         return ops.adaptive_avg_pool(xs[0], step.hyper["output"])
 
@@ -212,6 +265,9 @@ class AdaptiveMaxPool(AdaptivePool):
     torch_module: ClassVar[str] = "AdaptiveMaxPool"
     onnx_global: ClassVar[str] = "GlobalMaxPool"
     onnx_pool: ClassVar[str] = "MaxPool"
+
+    def saved(self, step, grad):
+        return [Saved.input(), Saved.new(grad.batch * prod(step.output_shape), "int64", "indices")]
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], step.hyper["output"])
@@ -236,6 +292,9 @@ class GlobalPool(Leaf):
     def onnx(self, step, graph):
         return graph.node(self.onnx_global, [graph.x])
 
+    def autocast(self, step, device):
+        return cpu_3d_float32(step, device)
+
 
 class GlobalAvgPool(GlobalPool):
     kind: ClassVar[str] = "global_avgpool"
@@ -245,6 +304,9 @@ class GlobalAvgPool(GlobalPool):
     def reduction_length(self, step):
         return averaged_length(step)
 
+    def saved(self, step, grad):
+        return []  # the adaptive pool to 1 is a mean, which keeps nothing
+
     def forward(self, ops, xs, params, step):
         return ops.adaptive_avg_pool(xs[0], (1,) * (xs[0].ndim - 2))
 
@@ -253,6 +315,9 @@ class GlobalMaxPool(GlobalPool):
     kind: ClassVar[str] = "global_maxpool"
     torch_module: ClassVar[str] = "AdaptiveMaxPool"
     onnx_global: ClassVar[str] = "GlobalMaxPool"
+
+    def saved(self, step, grad):
+        return [Saved.input(), Saved.new(grad.batch * step.input_shape[0], "int64", "indices")]
 
     def forward(self, ops, xs, params, step):
         return ops.adaptive_max_pool(xs[0], (1,) * (xs[0].ndim - 2))
@@ -307,6 +372,21 @@ class Subsample(Leaf):
         module = "Subsample(" + py_arguments(step.input_shape[0], kernel_size=tuple(h["kernel"]),
                                              stride=tuple(h["stride"])) + ")"
         return PyTorchCode(module, helpers=(("Subsample", SUBSAMPLE),))
+
+    def saved(self, step, grad):
+        """avg_pool keeps its input (a float32 copy under CPU autocast in 3-D); the 1x1 depthwise
+        convolution keeps the scaled window sums (a half copy under autocast) and its weight."""
+        sums = Saved.new(grad.batch * prod(step.output_shape), grad.amp or COMPUTE, "window sums")
+        saved = [sums, Saved.weight(step.input_shape[0])]
+        if grad.needs_grad[0]:
+            if grad.amp and cpu_3d_float32(step, grad.device) == "float32" and grad.compute != "float32":
+                saved.insert(0, Saved.new(grad.batch * prod(step.input_shape), "float32", "float32 input"))
+            else:
+                saved.insert(0, Saved.input())
+        return saved
+
+    def output_dtype(self, step, grad):
+        return grad.amp or grad.compute  # its convolution runs in the half dtype under autocast
 
     def forward(self, ops, xs, params, step):
         """The window's sum times one coefficient per map, plus one bias per map."""

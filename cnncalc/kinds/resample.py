@@ -103,6 +103,12 @@ class Upsample(Leaf):
             options = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
         return graph.node("Resize", inputs, axes=axes, **options)
 
+    def autocast(self, step, device):
+        return "float32" if device == "cuda" else "follow"  # on CUDA autocast's float32 list
+
+    def saved(self, step, grad):
+        return []  # interpolation's backward needs only the sizes
+
     def forward(self, ops, xs, params, step):
         rank = xs[0].ndim - 2
         size = step.hyper.get("size")
@@ -135,6 +141,9 @@ class Unpool(Leaf):
         """Unpool, written into the file (PyTorch's MaxUnpool needs pooling indices)."""
         factor = tuple(_all_axes(self.factor, len(step.input_shape) - 1))
         return PyTorchCode("Unpool(" + py_arguments(factor, self.mode) + ")", helpers=(("Unpool", UNPOOL),))
+
+    def saved(self, step, grad):
+        return []  # repeat_interleave, or a copy into zeros, keeps nothing
 
     def forward(self, ops, xs, params, step):
         return ops.unpool(xs[0], _all_axes(self.factor, xs[0].ndim - 2), self.mode)

@@ -70,6 +70,17 @@ class Permute(Leaf):
         ndim = len(step.input_shape) + 1
         return graph.node("Transpose", [graph.x], perm=[d + ndim if d < 0 else d for d in self.dims])
 
+    def output_storage(self, step):
+        return "view"
+
+    def saved(self, step, grad):
+        return []  # a view keeps nothing
+
+    def view_strides(self, step, strides):
+        """Output axis k is input axis dims[k + 1] - 1 (per sample)."""
+        ndim = len(step.input_shape) + 1
+        return tuple(strides[(d + ndim if d < 0 else d) - 1] for d in self.dims[1:])
+
     def forward(self, ops, xs, params, step):
         return ops.permute(xs[0], self.dims)
 
@@ -121,6 +132,12 @@ class Reshape(Leaf):
         """Reshape to [0, *output]: 0 keeps the batch axis."""
         return graph.node("Reshape", [graph.x, graph.constant([0, *step.output_shape], label="shape")])
 
+    def output_storage(self, step):
+        return "reshape"
+
+    def saved(self, step, grad):
+        return []  # a view or a copy keeps nothing
+
     def forward(self, ops, xs, params, step):
         return ops.reshape(xs[0], self.target())
 
@@ -155,6 +172,19 @@ class Squeeze(Leaf):
         axis = self.dim + ndim if self.dim < 0 else self.dim
         return graph.node("Squeeze", [graph.x, graph.constant([axis], label="axes")])
 
+    def output_storage(self, step):
+        return "view"
+
+    def saved(self, step, grad):
+        return []  # a view keeps nothing
+
+    def view_strides(self, step, strides):
+        if step.output_shape == step.input_shape:
+            return strides
+        ndim = len(step.input_shape) + 1
+        axis = (self.dim + ndim if self.dim < 0 else self.dim) - 1  # per sample
+        return strides[:axis] + strides[axis + 1:]
+
     def forward(self, ops, xs, params, step):
         return ops.squeeze(xs[0], self.dim)
 
@@ -181,6 +211,20 @@ class Unsqueeze(Leaf):
         ndim = len(step.output_shape) + 1
         axis = self.dim + ndim if self.dim < 0 else self.dim
         return graph.node("Unsqueeze", [graph.x, graph.constant([axis], label="axes")])
+
+    def output_storage(self, step):
+        return "view"
+
+    def saved(self, step, grad):
+        return []  # a view keeps nothing
+
+    def view_strides(self, step, strides):
+        """As PyTorch: the new axis' stride is the size times the stride of the axis it goes before."""
+        ndim = len(step.output_shape) + 1
+        axis = (self.dim + ndim if self.dim < 0 else self.dim) - 1  # per sample, in the output
+        shape = step.input_shape
+        stride = shape[axis] * strides[axis] if axis < len(shape) else 1
+        return strides[:axis] + (stride,) + strides[axis:]
 
     def forward(self, ops, xs, params, step):
         return ops.unsqueeze(xs[0], self.dim)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import Constant, Formula, Leaf, Outcome, PyTorchCode, py_literal
+from .base import Constant, Formula, Leaf, Outcome, PyTorchCode, Saved, py_literal
 
 
 class LayerScale(Leaf):
@@ -41,6 +41,16 @@ class LayerScale(Leaf):
 
     def pytorch_state(self, step, arrays):
         return {"": arrays["weight"]}  # the parameter itself carries the row's name
+
+    def saved(self, step, grad):
+        """x * scale keeps x for the scale's gradient (and the scale, a parameter, for x's)."""
+        return [Saved.input()]
+
+    def output_dtype(self, step, grad):
+        return "float32" if grad.amp else grad.compute  # a half input times the float32 scale is float32
+
+    def memory_order(self, step, order):
+        return order  # element-wise: laid out as its input
 
     def forward(self, ops, xs, params, step):
         return xs[0] * params["weight"]  # a broadcasting product, the same on every array type

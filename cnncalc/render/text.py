@@ -5,7 +5,7 @@ import csv
 import io
 
 from ..report import Report
-from ..units import human_bytes, thousands
+from ..units import human_bytes, short_bytes, thousands
 from .columns import Column, pick_columns
 from .roofline import device_columns, device_lines
 
@@ -59,9 +59,33 @@ def totals_lines(report: Report) -> list[str]:
         f"non-trainable {thousands(t.non_trainable_params)})",
         f"- MACs: {thousands(t.macs)}; FLOPs: {thousands(t.flops)}; MULs with bias: {thousands(t.muls_with_bias)}",
         f"- Activations: {thousands(t.activations)} values, {human_bytes(t.activation_bytes)}",
-        f"- Memory: params {human_bytes(t.param_bytes)}; inference {human_bytes(t.inference_bytes)}; "
-        f"training ({report.optimizer}) {human_bytes(t.training_bytes)}",
+        f"- Memory: params {human_bytes(t.param_bytes)}; inference {human_bytes(t.inference_bytes)}",
+        training_line(report),
     ]
+
+
+def training_words(report: Report) -> str:
+    """How the training was counted, in a few words: `adam, bf16 autocast, checkpointed, on cuda`."""
+    options = report.training
+    if options is None:
+        return f"{report.optimizer}, {report.dtype}"
+    words = [options.optimizer, f"{options.amp} autocast" if options.amp else report.dtype]
+    if options.checkpoint:
+        words.append("checkpointed")
+    return ", ".join(words + [f"on {options.train_on}"])
+
+
+def training_line(report: Report) -> str:
+    """The training memory's summary line: the peak and what it is made of."""
+    memory = report.totals.training_memory
+    if memory is None:
+        return f"- Training: none ({report.dtype} cannot be trained by autograd)"
+    parts = [("weights", "weights"), ("gradients", "gradients"), ("optimizer", "optimizer"),
+             ("saved activations", "saved_activations"), ("weight copies", "weight_copies"),
+             ("peak transient", "peak_transient")]
+    terms = " + ".join(f"{label} {short_bytes(memory[key])}" for label, key in parts
+                       if key != "weight_copies" or memory[key])
+    return f"- Training ({training_words(report)}): peak {human_bytes(memory['peak'])} = {terms}"
 
 
 def convention_lines(report: Report) -> list[str]:
