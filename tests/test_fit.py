@@ -78,6 +78,24 @@ def test_sizes_are_read_by_the_projects_quantity_reader(spec_file, written, size
     assert data["memory_limit"] == size and data["batch"] == (size - 64) // 24
 
 
+def test_a_device_gives_the_memory_when_memory_is_absent(spec_file, tmp_path):
+    from cnncalc.roofline import find_device
+
+    data = json.loads(fit(spec_file, "--device", "h100-sxm", "--format", "json").stdout)
+    assert data["memory_limit"] == find_device("h100-sxm").memory_bytes == 80 * 10**9
+    assert data["batch"] == (80 * 10**9 - 64) // 24
+    own = tmp_path / "devices.yaml"
+    own.write_text(yaml.safe_dump({"devices": {"tiny": {
+        "name": "a tiny card", "peak_flops": {"float32": "1T"}, "memory_bandwidth": "1GB", "memory": "1000",
+        "sources": {"peak_flops": "https://example.org", "memory_bandwidth": "https://example.org",
+                    "memory": "https://example.org"}}}}))
+    tiny = fit(spec_file, "--device", "tiny", "--devices", own, "--format", "json")
+    assert tiny.exit_code == 0, tiny.output
+    assert json.loads(tiny.stdout)["batch"] == (1000 - 64) // 24
+    given = json.loads(fit(spec_file, "--device", "h100-sxm", "--memory", "1KiB", "--format", "json").stdout)
+    assert given["memory_limit"] == 1024  # --memory wins
+
+
 def test_the_text_names_the_batch_and_the_breakdown(spec_file):
     limit = peak(5) + 2 * 8 * 4  # adam keeps two state tensors of the 8 weights
     result = fit(spec_file, "--memory", limit, "--optimizer", "adam")
@@ -139,6 +157,7 @@ def test_a_batch_that_cannot_exist_does_not_fit():
 
 @pytest.mark.parametrize("arguments, message", [
     (["lenet5"], "give the memory to fit in"),
+    (["lenet5", "--device", "h1000"], "unknown device `h1000` (did you mean h100-sxm?)"),
     (["lenet5", "--memory", "0"], "must be more than 0"),
     (["lenet5", "--memory", "lots"], "cannot read"),
     (["lenet5", "--memory", "1GiB", "--dtype", "int8"], "floating-point"),

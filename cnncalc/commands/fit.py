@@ -9,14 +9,18 @@ import sys
 
 import click
 
-from .support import (dtype_option, fail, format_option, input_option, layout_option, optimizer_option,
-                      quantity_option, rounding_option, training_options)
+from .support import (devices_file_option, dtype_option, fail, format_option, input_option, layout_option,
+                      optimizer_option, quantity_option, rounding_option, training_options)
 
 
 @click.command()
 @click.argument("spec")
 @quantity_option("--memory", metavar="BYTES", positive=True,
-                 help="The memory to fit in: 80GiB, 24GB, 512MiB or plain bytes (GiB = 2^30 B, GB = 10^9 B).")
+                 help="The memory to fit in: 80GiB, 24GB, 512MiB or plain bytes (GiB = 2^30 B, GB = 10^9 B); "
+                      "default: --device's memory.")
+@click.option("--device", default=None, metavar="NAME",
+              help="Fit in this device's memory (`cnncalc devices` lists them) when --memory is not given.")
+@devices_file_option()
 @format_option("text", "json")
 @optimizer_option()
 @training_options
@@ -24,12 +28,12 @@ from .support import (dtype_option, fail, format_option, input_option, layout_op
 @rounding_option(help="What a size that is not whole means (default: the spec's `rounding`, else floor).")
 @input_option()
 @layout_option("Read the spec's shape strings as chw, hwc or whd where it declares no layout.")
-def fit(spec, memory, fmt, optimizer, dtype, rounding, input_shape, layout, **training):
+def fit(spec, memory, device, devices_file, fmt, optimizer, dtype, rounding, input_shape, layout, **training):
     """The largest batch of SPEC whose training fits in --memory, with the breakdown at that batch."""
     from ..errors import EXIT_FINDINGS, CnnCalcError
 
     try:
-        limit, written = memory_limit(memory)
+        limit, written = memory_limit(memory, device, devices_file)
         result = fitted(spec, limit, rounding, dtype, optimizer, input_shape, layout, training)
     except CnnCalcError as exc:
         fail(exc)
@@ -38,13 +42,19 @@ def fit(spec, memory, fmt, optimizer, dtype, rounding, input_shape, layout, **tr
         sys.exit(EXIT_FINDINGS)  # a finding: not even one sample fits
 
 
-def memory_limit(memory) -> tuple[int, str]:
-    """(bytes, as written) of --memory. The one place a default limit (a device's memory) would come from."""
+def memory_limit(memory, device: str | None = None, devices_file: str | None = None) -> tuple[int, str]:
+    """(bytes, as written) of --memory, else of --device's memory (the device table's `memory`)."""
     from ..errors import CnnCalcError, Location
 
-    if memory is None:
-        raise CnnCalcError("give the memory to fit in, e.g. --memory 80GiB", Location(file="--memory"))
-    return memory
+    if memory is not None:
+        return memory
+    if device is None:
+        raise CnnCalcError("give the memory to fit in, e.g. --memory 80GiB, or a device, e.g. --device h100-sxm",
+                           Location(file="--memory"))
+    from ..roofline import find_device
+
+    found = find_device(device, devices_file)
+    return found.memory_bytes, f"{found.name}'s {found.memory_bytes / 10**9:g} GB"
 
 
 class Fitted:

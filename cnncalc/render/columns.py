@@ -90,6 +90,8 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
            lambda r, _l: f"{r.macs / 10**6:,.0f}M" if r.macs else "", True),  # MACs in millions
     _count("activations"),
     Column("memory", "memory", lambda r, _l: r.activation_bytes, lambda r, _l: short_bytes(r.activation_bytes), True),
+    Column("saved", "saved for backward", lambda r, _l: r.saved_bytes,  # autograd's, at the batch and dtype
+           lambda r, _l: "" if r.saved_bytes is None else short_bytes(r.saved_bytes), True),
     Column("rf", "RF", rf_text, rf_text),
 ]}
 DEFAULT_COLUMNS = ("index", "name", "kind", "hyper", "input", "output", "params", "macs", "memory", "rf")

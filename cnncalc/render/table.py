@@ -28,6 +28,7 @@ FOOTERS = {
     "connections": lambda r: thousands(sum(row.connections for row in r.layers)),
     "activations": lambda r: thousands(r.totals.activations),
     "memory": lambda r: short_bytes(r.totals.activation_bytes),
+    "saved": lambda r: "" if r.totals.saved_bytes is None else short_bytes(r.totals.saved_bytes),
     "weights_k": lambda r: f"{sum(row.weights for row in r.layers) / 1024:,.0f}K",
     "params_k": lambda r: f"{r.totals.params / 1024:,.0f}K",
     "ops_m": lambda r: f"{r.totals.macs / 10**6:,.0f}M",
