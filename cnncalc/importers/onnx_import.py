@@ -1372,22 +1372,11 @@ class _Converter:
     def channel_range(self, node, x: _Act) -> tuple[int, int]:
         """(start, stop) of a Slice that cuts only the channels, with step 1; else _Unsupported."""
         full = [self.batch, *x.shape]
-        if self.opset < 10:
-            attrs = self.attrs(node)
-            starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
-        else:
-            starts, ends = self.ints(node, 1, "starts"), self.ints(node, 2, "ends")
-            axes, steps = self.ints(node, 3, "axes"), self.ints(node, 4, "steps")
-        axes = list(range(len(starts))) if axes is None else [self.axis(a, len(full)) for a in axes]
-        steps = [1] * len(starts) if steps is None else steps
         found = (0, full[1])
-        for start, end, axis, step in zip(starts, ends, axes, steps):
-            size = full[axis]
-            start = min(max(start + size if start < 0 else start, 0), size)
-            end = min(max(end + size if end < 0 else end, 0), size)
+        for axis, start, end, step in self.slice_axes(node, full):
             if axis == 1 and step == 1:
                 found = (start, end)
-            elif (start, end, step) != (0, size, 1):
+            else:
                 raise _Unsupported(f"a slice of axis {axis} (from {start} to {end}, step {step}) of {full}; cnncalc "
                                    "has `split` for whole pieces of the channels, no other slice")
         return found
