@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy
 
 from . import ops
+from .common import keep_freed_memory
 from .memory import host_available_bytes
 
 
@@ -45,4 +46,5 @@ def load(device: str) -> ArrayBackend:
     if device != "cpu":
         raise BackendUnavailable("the numpy backend runs on the CPU only; use --backend torch or cupy "
                                  "with --device cuda")
+    keep_freed_memory()
     return ArrayBackend(numpy)

@@ -7,8 +7,8 @@ import numpy
 import torch
 
 from . import torch_ops
+from .common import keep_freed_memory
 from .memory import host_available_bytes
-
 
 # ----------------------------------------------------------------------------- the backend
 FLOAT32_EPS = 2.0 ** -23
@@ -66,4 +66,5 @@ def load(device: str) -> TorchBackend:
         raise BackendUnavailable("--device cuda needs a CUDA GPU that PyTorch can use, and "
                                  f"torch.cuda.is_available() is False here (PyTorch {torch.__version__}); "
                                  "use --device cpu")
+    keep_freed_memory()  # as the numpy backend does: both measured on equal terms
     return TorchBackend(device)
