@@ -81,3 +81,25 @@ def test_the_estimate_grows_with_the_batch_and_the_offered_batch_fits():
 def test_an_estimate_made_by_hand_offers_only_its_own_batch():
     estimate = MemoryEstimate(weights=10, activations=20, scratch=5, batch=3)
     assert fitting_batch(estimate, 100) == 3 and fitting_batch(estimate, 30) == 0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_both_cpu_backends_keep_freed_memory_alike(monkeypatch, backend):
+    """Both are measured on equal terms: each asks glibc to keep freed memory when it loads."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    import importlib
+
+    module = importlib.import_module(f"cnncalc.backends.{backend}_backend")
+    calls = []
+    monkeypatch.setattr(module, "keep_freed_memory", lambda: calls.append(backend) or True)
+    load_backend(backend, "cpu")
+    assert calls == [backend]
+
+
+def test_keeping_freed_memory_applies_on_linux():
+    import sys
+
+    from cnncalc.backends.common import keep_freed_memory
+
+    assert keep_freed_memory() is sys.platform.startswith("linux")

@@ -165,7 +165,8 @@ def test_conv_matches_torch(case):
     w = random_array(case["seed"] + 1, (case["c_out"], case["c_in"] // case["groups"]) + kernel)
     b = random_array(case["seed"] + 2, case["c_out"]) if case["bias"] else None
     budget = 1 if case["tiny_budget"] else ops.IM2COL_BUDGET_BYTES  # 1 byte: one output row per chunk
-    with mock.patch.object(ops, "IM2COL_BUDGET_BYTES", budget):
+    rows = 1 if case["tiny_budget"] else ops.IM2COL_MIN_ROWS
+    with mock.patch.object(ops, "IM2COL_BUDGET_BYTES", budget), mock.patch.object(ops, "IM2COL_MIN_ROWS", rows):
         ours = ops.conv(x, w, b, axis_tuple(case, "stride"), pads, axis_tuple(case, "dilation"), case["groups"])
     padded = F.pad(t(x), torch_pad_list(pads))
     theirs = TORCH_CONV[len(kernel)](

@@ -1,7 +1,6 @@
 """Small helpers every backend shares; plain slicing works on numpy, cupy and torch arrays alike."""
 from __future__ import annotations
 
-import ctypes
 import sys
 
 # glibc's mallopt parameters (malloc.h) and the values the CPU backends set
@@ -36,10 +35,13 @@ def keep_freed_memory() -> bool:
     A forward pass allocates and frees arrays of a few MB for every layer; with glibc's default
     thresholds many come back as fresh pages, and a page fault per 4 KiB touched costs more than
     some layers' arithmetic. The NumPy and PyTorch backends both set this when they load, so they
-    are measured on equal terms. Peak memory is unchanged (freed blocks are reused, not kept
-    alongside live ones). Returns whether it applied (glibc on Linux only; elsewhere a no-op)."""
+    are measured on equal terms. Freed blocks are reused for the next arrays, so the peak hardly
+    moves (bench/README.md measures it). Process-wide: glibc has one allocator. Returns whether
+    it applied (glibc on Linux only; elsewhere a no-op)."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here: the table path imports this module and needs no ctypes
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

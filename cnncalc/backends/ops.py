@@ -38,7 +38,7 @@ IM2COL_MIN_ROWS = 256
 # larger blocks hand it over less (smaller arrays or blocks: the hand-over costs more than it
 # saves, measured on 2 cores).
 BLOCK_ELEMENTS = 65536
-PARALLEL_MIN_ELEMENTS = 2**40
+PARALLEL_MIN_ELEMENTS = 2**18
 PARALLEL_BLOCK_ELEMENTS = 2**18
 ROW_ELEMENTS = 2048  # per-channel values repeated along a row of about this many
 TAP_BLOCK_BYTES = 2**20  # depthwise convolutions and pools work over output blocks of this size
