@@ -16,7 +16,7 @@ layer kind and reason. Pure Python: no tool and no torch is imported.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .exported import Row, rows

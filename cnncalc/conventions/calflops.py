@@ -21,6 +21,7 @@ import math
 
 from . import Convention, Count
 from .exported import Call, Row
+from .fvcore import norm_ops
 from .ptflops import lrn_elementwise
 
 ELEMENT = {"ReLU", "PReLU", "ELU", "LeakyReLU", "SiLU", "GELU", "MaxPool", "AvgPool", "AdaptiveMaxPool",
@@ -59,12 +60,9 @@ class CalflopsFlops(Convention):
             return 2 * row.macs
         if family in ELEMENT:
             return call.x_numel
-        if family == "BatchNorm":
-            return call.x_numel * (2 if layer.affine else 1)
-        if family in ("GroupNorm", "InstanceNorm"):
-            return call.x_numel * (5 if layer.affine else 4)
-        if family in ("LayerNorm", "ChannelLayerNorm"):
-            return call.x_numel * (5 if layer.elementwise_affine else 4)
+        norm = norm_ops(family, layer, call.x_numel)
+        if norm is not None:
+            return norm
         if family == "Upsample":
             size = row.hyper.get("size")
             return math.prod(size) if size is not None else call.x_numel

@@ -14,6 +14,19 @@ from . import Convention, Count
 from .exported import Row
 
 
+def norm_ops(family: str, layer, elements: int) -> int | None:
+    """fvcore's count for a norm layer (calflops counts norms the same way): batch norm 1 per
+    element (2 with its affine scale and shift), group/instance/layer norm 4 (5 with affine);
+    None for any other family."""
+    if family == "BatchNorm":
+        return elements * (2 if layer.affine else 1)
+    if family in ("GroupNorm", "InstanceNorm"):
+        return elements * (5 if layer.affine else 4)
+    if family in ("LayerNorm", "ChannelLayerNorm"):
+        return elements * (5 if layer.elementwise_affine else 4)
+    return None
+
+
 class Fvcore(Convention):
     name = "fvcore"
     tool = "fvcore"
@@ -32,12 +45,9 @@ class Fvcore(Convention):
     @staticmethod
     def _elementwise(row: Row, call) -> int:
         family, layer = row.family, row.layer
-        if family == "BatchNorm":
-            return call.x_numel * (2 if layer.affine else 1)
-        if family in ("GroupNorm", "InstanceNorm"):
-            return call.x_numel * (5 if layer.affine else 4)
-        if family in ("LayerNorm", "ChannelLayerNorm"):
-            return call.x_numel * (5 if layer.elementwise_affine else 4)
+        norm = norm_ops(family, layer, call.x_numel)
+        if norm is not None:
+            return norm
         if row.module == "Upsample" and len(call.x) == 4:
             return call.y_numel * {"nearest": 1, "bilinear": 4}.get(layer.mode, 0)
         if row.module == "AdaptiveAvgPool2d":
