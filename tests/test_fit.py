@@ -174,3 +174,13 @@ def test_a_spec_that_cannot_be_analysed_is_exit_2_not_batch_0(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     result = fit(path, "--memory", "1GiB")
     assert result.exit_code == 2 and "larger than" in result.output
+
+
+def test_names_are_read_as_people_write_them(spec_file):
+    """`--optimizer Adam` is adam; `--device H100` is refused with its suggestions, since an H100
+    may be the SXM or the slower PCIe card: a prefix is not taken as one of them."""
+    refused = fit(spec_file, "--device", "H100")
+    assert refused.exit_code == 2 and "did you mean h100-sxm" in refused.output
+    capital = fit(spec_file, "--memory", "1GiB", "--optimizer", "Adam", "--dtype", "Float32", "--format", "json")
+    assert capital.exit_code == 0, capital.output
+    assert capital.stdout == fit(spec_file, "--memory", "1GiB", "--optimizer", "adam", "--format", "json").stdout

@@ -67,14 +67,14 @@ def batch_option(help: str | None = "Batch size."):
 def dtype_option(help: str | None = "Element type for memory."):
     from ..report import DTYPE_BYTES
 
-    return click.option("--dtype", type=click.Choice(_default_first(DTYPE_BYTES, "float32")), default="float32",
+    return click.option("--dtype", type=click.Choice(_default_first(DTYPE_BYTES, "float32"), case_sensitive=False), default="float32",
                         show_default=True, help=help)
 
 
 def optimizer_option(help: str | None = "Optimizer state counted in training memory."):
     from ..report import OPTIMIZER_COPIES
 
-    return click.option("--optimizer", type=click.Choice(list(OPTIMIZER_COPIES)), default="sgd", show_default=True,
+    return click.option("--optimizer", type=click.Choice(list(OPTIMIZER_COPIES), case_sensitive=False), default="sgd", show_default=True,
                         help=help)
 
 
