@@ -46,7 +46,7 @@ def _onnx_spec(path: Path, layout: str | None, input_shape: str | None, partial:
     from .importers.onnx_import import read_onnx
     from .report import Finding
 
-    shape = None if input_shape is None else _input_reading(input_shape, layout).shape
+    shape = None if input_shape is None else input_option_reading(input_shape, layout).shape
     imported = read_onnx(path, shape, partial)
     spec = build_spec(imported.data, SourceMap(imported.file), default_name=path.stem, layout=layout)
     if imported.stopped_at is None:
@@ -61,13 +61,14 @@ def with_input_option(loaded: Spec, input_shape: str) -> Spec:
     become the reading's own: those of the replaced input no longer apply."""
     from .report import Finding
 
-    reading = _input_reading(input_shape, loaded.chosen_layout)
+    reading = input_option_reading(input_shape, loaded.chosen_layout)
     notes = [Finding(Location(file="--input"), reading.note)] if reading.note else []
     return loaded.with_input(reading.shape, notes=notes,
                              layout=loaded.chosen_layout or reading.layout)
 
 
-def _input_reading(input_shape: str, layout: str | None):
+def input_option_reading(input_shape: str, layout: str | None):
+    """`--input` as a ``Reading`` (shape, layout, note), located at the option."""
     from .spec.build import read_input
 
     return read_input(input_shape, layout, Location(file="--input"))

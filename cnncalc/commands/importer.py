@@ -65,13 +65,12 @@ def imported_text(model: str | None, input_shape: str | None, torch_target: str 
         raise SpecError("give an ONNX file (MODEL.onnx) or --torch TARGET, one of the two", here)
     shape, messages = None, []
     if input_shape is not None:
-        from ..spec.build import read_input
+        from ..api import input_option_reading
 
-        where = Location(file="--input")
-        reading = read_input(input_shape, None, where)
+        reading = input_option_reading(input_shape, None)
         shape = reading.shape
         if reading.note:
-            messages.append(f"{where}: note: {reading.note}")
+            messages.append(f"--input: note: {reading.note}")
     if torch_target is not None:
         if shape is None:
             raise SpecError("--torch needs --input, the size the model is traced at (e.g. 3x224x224)",
