@@ -60,13 +60,16 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape
     """Per-layer table of SPEC (a file or a zoo model name)."""
     from ..engine import paused_gc
     from ..errors import CnnCalcError
-    from ..roofline import bound_on, choose_device
 
     check_device_options(columns, device, devices_file, tf32)
     # A large report is many small containers; the cyclic collector would rescan them all, again and again.
     with paused_gc():
         try:
-            chosen = choose_device(device, devices_file, dtype, tf32) if device else None
+            chosen = None
+            if device:  # the device table (YAML) is read only when asked for
+                from ..roofline import choose_device
+
+                chosen = choose_device(device, devices_file, dtype, tf32)
             analysis, error = analysed(spec, layout, rounding, batch, dtype, optimizer, output_file, input_shape,
                                        partial, training)
             if compat:
@@ -78,7 +81,11 @@ def table(spec, fmt, rounding, columns, depth, explain, output_file, input_shape
                     fail(error)  # after the rows that were computed
                 return
             report, explained = analysis.report, analysis if explain else None
-            roofline = bound_on(report, *chosen) if chosen else None
+            roofline = None
+            if chosen:
+                from ..roofline import bound_on
+
+                roofline = bound_on(report, *chosen)
             if depth is not None:
                 from ..report import fold_to_depth
 
