@@ -82,6 +82,9 @@ def serve(model: str, batch: int, backend_name: str) -> None:
         return run_forward(plan, backend, batch=batch, input_values=image,
                            parameters=lambda step, shape: weights[step.index])
 
+    if hasattr(backend, "prepare"):
+        backend.prepare(plan.steps, batch)  # compiled code is loaded before, as modules are: not the pass's memory
+
     exact = reset_peak()
     before = proc_status_kib("VmRSS")
     results = forward()
@@ -101,6 +104,7 @@ def traced_peak(model: str, batch: int) -> dict:
 
     import numpy.random  # noqa: F401 (loaded before measuring: module code is not the pass's memory)
 
+    import cnncalc.backends.parameters  # noqa: F401 (as numpy.random)
     from cnncalc.backends.forward import run_forward
     from cnncalc.backends.memory import estimate_memory
     from cnncalc.backends.registry import load_backend
@@ -108,6 +112,7 @@ def traced_peak(model: str, batch: int) -> dict:
     report, plan = analysed(model, batch)
     estimate = estimate_memory(report)
     backend = load_backend("numpy", "cpu")
+    backend.prepare(plan.steps, batch)  # numba's code, like the modules, is loaded before measuring
     tracemalloc.start()
     before, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
@@ -160,6 +165,7 @@ def environment() -> str:
     import numpy
     import torch
 
+    from cnncalc.backends.compiled import description
     from cnncalc.backends.ops import host_threads
 
     cpu = platform.processor() or platform.machine()
@@ -171,7 +177,7 @@ def environment() -> str:
     blas = {key: os.environ[key] for key in sorted(os.environ) if key.startswith(("OPENBLAS", "OMP_", "MKL_"))}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} cores (load average {load:.2f} at the end); Python {platform.python_version()}, "
-            f"NumPy {numpy.__version__} ({host_threads()} threads for element-wise blocks), PyTorch {torch.__version__} "
+            f"NumPy {numpy.__version__} ({host_threads()} threads; {description()}), PyTorch {torch.__version__} "
             f"({torch.get_num_threads()} threads); BLAS/OpenMP environment: {blas or 'none set'}")
 
 

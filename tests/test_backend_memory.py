@@ -8,6 +8,7 @@ import tracemalloc
 import numpy.random  # noqa: F401 (imported before measuring: module code is not the pass's memory)
 import pytest
 
+import cnncalc.backends.parameters  # noqa: F401 (as numpy.random)
 from cnncalc.backends.forward import run_forward
 from cnncalc.backends.memory import MemoryEstimate, estimate_memory, fitting_batch
 from cnncalc.backends.registry import load_backend
@@ -30,6 +31,7 @@ SMALL_RUNS = [
 
 def traced_peak(plan, batch, keep=None, source=None) -> tuple[int, list]:
     backend = load_backend("numpy", "cpu")
+    backend.prepare(plan.steps, batch)  # numba's code loaded first: code, like modules, is not the pass's memory
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()

@@ -1,6 +1,7 @@
 """The NumPy backend's fast paths against torch.nn.functional: depthwise (tap sums over input
 phases), grouped and dense im2col GEMMs in both column orders, 1x1 convolutions as plain matrix
-products, channels-last memory, fused element-wise blocks and their sharing among threads."""
+products, channels-last memory, fused element-wise blocks and their sharing among threads; each
+case with the NumPy code alone and with the compiled kernels (``compiled.py``) where they apply."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from cnncalc.backends import ops
+from cnncalc.backends import compiled, ops
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def kernels(request, monkeypatch):
+    """Every case twice: the NumPy code alone, and with the compiled kernels (where numba is installed)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(compiled, "usable", lambda *arrays, **options: None)
+    elif compiled.kernels() is None:
+        pytest.skip("numba is not installed (the [fast] extra)")
+    return request.param
 
 TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 SIZES = {1: 11, 2: 9, 3: 6}

@@ -383,8 +383,9 @@ def test_verify_json_fields():
     data = json.loads(invoke("verify", "lenet5", "--format", "json", "--seed", "7", "--batch", "2").stdout)
     assert set(data) == {"spec", "file", "backend", "device", "batch", "seed", "input_shape", "layers", "ok",
                          "mismatches", "not_run", "seconds", "estimated_bytes", "memory_limit_bytes",
-                         "warnings", "notes", "rounded", "inputs"}  # extended with named inputs, never renamed
+                         "warnings", "notes", "rounded", "inputs", "kernels"}  # extended, never renamed
     assert data["inputs"] == {"input": [1, 32, 32]}
+    assert data["kernels"].startswith("NumPy")  # what computed the NumPy backend's ops
     assert (data["backend"], data["device"], data["batch"], data["seed"]) == ("numpy", "cpu", 2, 7)
     assert set(data["layers"][0]) == {"index", "name", "kind", "inferred_shape", "actual_shape", "ok", "seconds"}
     assert data["layers"][0]["actual_shape"] == [6, 28, 28]

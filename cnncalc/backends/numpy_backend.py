@@ -5,6 +5,8 @@ windows, im2col, zero insertion), the independent oracle for the engine's shapes
 """
 from __future__ import annotations
 
+import math
+
 import numpy
 
 from . import ops
@@ -35,6 +37,21 @@ class ArrayBackend:
 
     def synchronize(self) -> None:
         pass
+
+    def prepare(self, steps, batch: int) -> None:
+        """Before a pass: load the compiled kernels now if any array will be large enough for them,
+        so that the first layers' times (and memory) are theirs alone."""
+        from . import compiled
+
+        if self.xp is numpy and any(batch * math.prod(step.output_shape) >= compiled.MIN_ELEMENTS for step in steps):
+            compiled.warm_up()
+
+    @property
+    def kernels(self) -> str | None:
+        """What computes the ops (the compiled kernels are NumPy's only)."""
+        from .compiled import description
+
+        return description() if self.xp is numpy else None
 
     def available_bytes(self) -> int | None:
         return host_available_bytes()

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from . import compiled
+
 # im2col scratch budget: conv processes output rows in chunks so the column buffer
 # stays near this size (bounded memory, and it still feeds BLAS large matrices: 4 MiB was the
 # fastest of 1-8 MiB on ResNet's and VGG's layers, measured), and at least IM2COL_MIN_ROWS rows.
@@ -38,6 +40,7 @@ IM2COL_MIN_ROWS = 256
 # larger blocks hand it over less (smaller arrays or blocks: the hand-over costs more than it
 # saves, measured on 2 cores).
 BLOCK_ELEMENTS = 65536
+COMPILED_SHARE_ELEMENTS = 2**20  # compiled kernels share work among threads from this many values
 PARALLEL_MIN_ELEMENTS = 2**18
 PARALLEL_BLOCK_ELEMENTS = 2**18
 ROW_ELEMENTS = 2048  # per-channel values repeated along a row of about this many
@@ -303,6 +306,13 @@ def _grouped_matmul(rows, weight, out):
     xp.matmul(rows.transpose(1, 0, 2), weight.transpose(0, 2, 1), out=out.reshape(-1, groups, kg).transpose(1, 0, 2))
 
 
+def _compiled_2d(source, padding):
+    """The compiled kernels, where they take this 2-D convolution's channels-last input."""
+    if source.ndim != 4 or any(before < 0 or after < 0 for before, after in padding):
+        return None
+    return compiled.usable(source)
+
+
 def _conv_per_channel(source, w, stride, padding, dilation):
     """``[N, *out, K]`` for groups == C (depthwise): every output channel sees one input channel,
     so each output is a sum over kernel taps of input x weight, all channels at once: one
@@ -314,6 +324,16 @@ def _conv_per_channel(source, w, stride, padding, dilation):
     xp = array_namespace(source)
     nsp, k = w.ndim - 2, w.shape[0]
     kernel = tuple(w.shape[2:])
+    kernels = _compiled_2d(source, padding) if k == source.shape[-1] else None
+    if kernels is not None:
+        lead, _ = _padded_windows(source, padding, kernel, stride, dilation)
+        out = numpy.empty(lead + (k,), dtype=source.dtype)
+        taps = numpy.ascontiguousarray(w[:, 0].transpose(1, 2, 0))  # [kh, kw, K]
+        source = numpy.ascontiguousarray(source)
+        _in_shares(lambda first, stop: kernels.depthwise2d(source, taps, *stride, padding[0][0], padding[1][0],
+                                                           *dilation, out, first, stop),
+                   out.shape[0] * out.shape[1], out.size)
+        return out
     if k != source.shape[-1]:
         source = xp.repeat(source, k // source.shape[-1], axis=-1)  # channel c*m + j reads input channel c
     lead, windows_of = _padded_windows(source, padding, kernel, stride, dilation)
@@ -559,7 +579,23 @@ def _adaptive(x, output, reduce):
 
 def adaptive_avg_pool(x, output):
     """Like ``torch.nn.functional.adaptive_avg_pool{1,2,3}d``."""
+    pooled = _global_mean(x, output)
+    if pooled is not None:
+        return pooled
     return _adaptive(x, output, array_namespace(x).mean)
+
+
+def _global_mean(x, output):
+    """The mean over all positions (an output of size 1 on every axis) by the compiled kernel,
+    ``[N, C, 1, ...]``; None where it does not apply."""
+    rows = _channel_rows(x)
+    kernels = None if rows is None else compiled.usable(x)
+    if kernels is None or any(size != 1 for size in _as_tuple(output, x.ndim - 2)):
+        return None
+    n, c = x.shape[:2]
+    out = numpy.empty((n, c), dtype=x.dtype)
+    kernels.channel_means(rows.reshape(n, -1, c), out)
+    return out.reshape((n, c) + (1,) * (x.ndim - 2))
 
 
 def adaptive_max_pool(x, output):
@@ -654,6 +690,50 @@ def _alike(*arrays) -> bool:
     return all(a.shape == first.shape and a.strides == first.strides and a.dtype == first.dtype for a in arrays)
 
 
+def _compiled_flat(name, x, *arguments, dtypes=(numpy.float32, numpy.float64)):
+    """A new array like ``x`` (dense: same shape and memory layout) from the compiled kernel
+    ``name(flat inputs..., *scalars, flat out)``; None where the kernels do not take ``x``.
+    ``arguments``: arrays alike ``x`` (flattened too), then scalars (in ``x``'s dtype)."""
+    kernels = compiled.usable(x, dtypes=dtypes)
+    arrays = [a for a in arguments if hasattr(a, "shape")]
+    if kernels is None or not _alike(x, *arrays):
+        return None
+    out = numpy.empty_like(x)
+    flat = [_memory_order(a) for a in (x, *arrays, out)]
+    if any(f is None for f in flat):
+        return None
+    scalars = [a if isinstance(a, bool) else x.dtype.type(a) for a in arguments if not hasattr(a, "shape")]
+    kernel = getattr(kernels, name)
+    _in_shares(lambda first, stop: kernel(*(f[first:stop] for f in flat[:-1]), *scalars, flat[-1][first:stop]),
+               x.size, x.size)
+    return out
+
+
+def _in_shares(run, count: int, values: int) -> None:
+    """``run(first, stop)`` over ``[0, count)``: a compiled kernel's range of work, split into one
+    share per host thread where it computes at least ``COMPILED_SHARE_ELEMENTS`` values (the
+    kernels release the GIL); smaller work runs on the calling thread, where handing a share to
+    another thread would cost about what it saves."""
+    shares = host_threads() if values >= COMPILED_SHARE_ELEMENTS else 1
+    step = -(-count // shares)
+    _run_all([lambda first=first: run(first, min(count, first + step)) for first in range(0, count, step)], values)
+
+
+def _channel_rows(x):
+    """``x [N, C, *spatial]`` laid out channels-last (``[N, *spatial, C]`` C-ordered) as a ``[M, C]``
+    view of its memory, rows of channels in that order; None where it is laid out otherwise."""
+    if x.ndim < 3:
+        return None
+    moved = x.transpose((0, *range(2, x.ndim), 1))
+    return moved.reshape(-1, x.shape[1]) if moved.flags.c_contiguous else None
+
+
+def _empty_channels_last(x):
+    """A new ``[N, C, *spatial]`` array shaped and typed as ``x``, channels-last in memory."""
+    moved = numpy.empty((x.shape[0], *x.shape[2:], x.shape[1]), dtype=x.dtype)
+    return moved.transpose((0, x.ndim - 1, *range(1, x.ndim - 1)))
+
+
 def _per_channel(x, steps, *vectors):
     """A new array like ``x`` ``[N, C, *spatial]`` (channels-last) holding ``steps(source, result,
     *vectors)``, each vector one value per channel: run over channels-last rows ``[M, C]`` in
@@ -717,6 +797,17 @@ def _channel_shape(x, v):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     """Inference-mode batch norm over channel axis 1: x * scale + shift per channel."""
     xp = array_namespace(x)
+    rows = _channel_rows(x)
+    kernels = None if rows is None else compiled.usable(x)
+    if kernels is not None:
+        vectors = [v.astype(x.dtype, copy=False) for v in (running_mean, running_var)]
+        vectors += [xp.full(x.shape[1], fill, x.dtype) if v is None else v.astype(x.dtype, copy=False)
+                    for v, fill in ((weight, 1), (bias, 0))]
+        out = _empty_channels_last(x)
+        eps, rows_out = x.dtype.type(eps), _channel_rows(out)
+        _in_shares(lambda first, stop: kernels.batch_norm(rows[first:stop], *vectors, eps, rows_out[first:stop]),
+                   rows.shape[0], out.size)
+        return out
     scale = 1 / xp.sqrt(running_var.astype(x.dtype, copy=False) + eps)
     if weight is not None:
         scale = scale * weight.astype(x.dtype, copy=False)
@@ -770,12 +861,18 @@ def relu(x):
     """max(x, 0) as a clip to [0, inf]: NumPy's clip loop with two bounds is vectorised where
     maximum against a scalar is not (NaN stays NaN either way, as in PyTorch)."""
     xp = array_namespace(x)
+    out = _compiled_flat("clamp", x, 0, numpy.inf)
+    if out is not None:
+        return out
     return _fused(lambda source, result: xp.clip(source, 0, numpy.inf, out=result), x, chain=False)
 
 
 def relu6(x):
     """min(max(x, 0), 6) in one pass (NaN stays NaN, as in PyTorch)."""
     xp = array_namespace(x)
+    out = _compiled_flat("clamp", x, 0, 6)
+    if out is not None:
+        return out
     return _fused(lambda source, result: xp.clip(source, 0, 6, out=result), x, chain=False)
 
 
@@ -801,6 +898,9 @@ def sigmoid(x):
         result += 1
         xp.reciprocal(result, out=result)
 
+    out = _compiled_flat("logistic", x, False, dtypes=(numpy.float32,))
+    if out is not None:
+        return out
     with numpy.errstate(over="ignore"):
         return _fused(steps, x)
 
@@ -995,6 +1095,9 @@ def flatten(x):
 
 
 def add(a, b):
+    out = _compiled_flat("add", a, b)
+    if out is not None:
+        return out
     if not _alike(a, b):
         return a + b  # broadcasting or mixed layouts: NumPy picks the result's shape and layout
     return _fused(lambda a, b, result: array_namespace(a).add(a, b, out=result), a, b, chain=False)
@@ -1008,9 +1111,30 @@ def concat(arrays):
 
 def mul(a, b):
     """Element-wise product, broadcasting as PyTorch does ([N, C, H, W] x [N, C, 1, 1])."""
+    out = _compiled_flat("multiply", a, b)
+    if out is None:
+        out = _channel_gate(a, b)
+    if out is not None:
+        return out
     if not _alike(a, b):
         return a * b
     return _fused(lambda a, b, result: array_namespace(a).multiply(a, b, out=result), a, b, chain=False)
+
+
+def _channel_gate(x, gate):
+    """``x [N, C, *spatial]`` (channels-last) times ``gate [N, C, 1, ...]`` by the compiled kernel;
+    None where it does not apply."""
+    if x.ndim < 3 or gate.shape != x.shape[:2] + (1,) * (x.ndim - 2):
+        return None
+    rows = _channel_rows(x)
+    kernels = None if rows is None else compiled.usable(x, gate)
+    if kernels is None:
+        return None
+    out = _empty_channels_last(x)
+    n, c = x.shape[:2]
+    kernels.scale_rows(rows.reshape(n, -1, c), numpy.ascontiguousarray(gate.reshape(n, c)),
+                       _channel_rows(out).reshape(n, -1, c))
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -1032,6 +1156,9 @@ def silu(x):
         result += 1
         xp.divide(source, result, out=result)
 
+    out = _compiled_flat("logistic", x, True, dtypes=(numpy.float32,))
+    if out is not None:
+        return out
     with numpy.errstate(over="ignore"):
         return _fused(steps, x)
 

@@ -76,6 +76,7 @@ def verify_summary(report, engine, batch: int, seed: int, results: list, estimat
         "seconds": sum(r.seconds for r in results),
         "estimated_bytes": estimated_bytes,
         "memory_limit_bytes": limit,
+        "kernels": getattr(engine, "kernels", None),
         **findings(report),
     }
     errors = [r for r in results if r.error]
@@ -110,7 +111,8 @@ def verify_table(summary: dict, layout: str):
         style = {"OK": "", "MISMATCH": "bold red", "ERROR": "bold red"}[cells[5]]
         text.append(line(cells).rstrip() + "\n", style=style)
     where = (f"{summary['backend']} on {summary['device']}, batch {summary['batch']}, seed {summary['seed']}, "
-             f"{duration(summary['seconds'])} forward, estimated memory {human_bytes(summary['estimated_bytes'])}")
+             f"{duration(summary['seconds'])} forward, estimated memory {human_bytes(summary['estimated_bytes'])}"
+             + (f"; {summary['kernels']}" if summary.get("kernels") else ""))
     count = len(summary["layers"])
     if summary["ok"]:
         text.append(f"all {count} layers match the analysis ({where})", style="green")
