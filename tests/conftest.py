@@ -10,9 +10,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    # The NumPy backend's compiled kernels (numba, where installed) take arrays of every size in
-    # the tests, so that small cases exercise them too (tests/test_backend_compiled.py checks the
-    # threshold that keeps them off small arrays elsewhere).
+    # The NumPy backend's compiled kernels (numba, where installed) run in every pass and take
+    # arrays of every size in the tests, so that small cases exercise them too (subprocesses
+    # inherit CNNCALC_NUMBA; tests/test_backend_compiled.py checks the thresholds and the modes).
+    os.environ["CNNCALC_NUMBA"] = "1"
     from cnncalc.backends import compiled
 
     compiled.MIN_ELEMENTS = 0

@@ -144,34 +144,66 @@ def test_non_dense_arrays_stay_with_numpy():
 
 
 # ----------------------------------------------------------------------------- when they load
-def run_python(code: str, **environment) -> str:
-    env = {**os.environ, **environment}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+def run_python(code: str, mode: str | None) -> list[str]:
+    """``code``'s printed lines in a fresh process under ``CNNCALC_NUMBA=mode`` (None: unset)."""
+    env = {key: value for key, value in os.environ.items() if key != "CNNCALC_NUMBA"}
+    if mode is not None:
+        env["CNNCALC_NUMBA"] = mode
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return done.stdout.splitlines()
 
 
-def test_small_arrays_never_load_numba():
-    """Below MIN_ELEMENTS the NumPy code runs, so a small network's `run` never imports numba."""
-    out = run_python("import sys, numpy; from cnncalc.backends import ops\n"
-                     "ops.silu(numpy.ones((1, 2, 8, 8), numpy.float32)); print('numba' in sys.modules)")
-    assert out.strip() == "False"
+MODES = """
+import sys, numpy
+from cnncalc.backends import compiled, ops
+from cnncalc.backends.registry import load_backend
+from cnncalc.commands.forward_common import analysed
+x = numpy.ones((1, 64, 32, 32), numpy.float32)
+backend = load_backend("numpy", "cpu")
+_, report, plan = analysed("lenet5", 1, None)
+backend.prepare(plan.steps, 1)  # a small pass
+print(compiled.usable(x) is not None, "numba" in sys.modules, backend.kernels)
+backend.prepare(plan.steps, compiled.AUTO_MIN_VALUES)  # a pass this large repays loading numba
+print(compiled.usable(x) is not None, "numba" in sys.modules, backend.kernels)
+"""
 
 
-def test_the_environment_switch_and_the_description():
-    out = run_python("import numpy; from cnncalc.backends import compiled, ops\n"
-                     "x = numpy.ones((1, 64, 32, 32), numpy.float32)\n"
-                     "print(compiled.usable(x) is None, compiled.description())", CNNCALC_NUMBA="0")
-    assert out.strip() == "True NumPy only (CNNCALC_NUMBA=0)"
-    assert compiled.description().startswith("NumPy, with numba ")
+def test_auto_mode_loads_numba_only_for_large_passes():
+    small, large = run_python(MODES, None)
+    assert small == (f"False False NumPy only (numba's kernels run from {compiled.AUTO_MIN_VALUES:,} output "
+                     "values per pass, or with CNNCALC_NUMBA=1)")
+    assert large == f"True True NumPy with numba {numba_version()} kernels"
+    assert run_python(MODES, "auto") == [small, large]
 
 
-def test_verify_names_the_kernels(tmp_path):
+def test_mode_one_always_and_mode_zero_never():
+    always = run_python(MODES, "1")
+    assert always == [f"True True NumPy with numba {numba_version()} kernels"] * 2
+    never = run_python(MODES, "0")
+    assert never == ["False False NumPy only (CNNCALC_NUMBA=0)"] * 2
+
+
+def test_small_arrays_stay_with_numpy_even_when_on():
+    """Below MIN_ELEMENTS the NumPy code runs: a small network's `run` never imports numba."""
+    code = ("import sys, numpy; from cnncalc.backends import ops\n"
+            "ops.silu(numpy.ones((1, 2, 8, 8), numpy.float32)); print('numba' in sys.modules)")
+    assert run_python(code, "1") == ["False"]
+
+
+def numba_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("numba")
+
+
+def test_verify_names_the_kernels():
     from click.testing import CliRunner
 
     from cnncalc.cli import cli
 
-    result = CliRunner().invoke(cli, ["verify", "lenet5", "--backend", "numpy"])
+    result = CliRunner().invoke(cli, ["verify", "lenet5", "--backend", "numpy", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert "numba" in result.output
+    assert f"numba {numba_version()}" in result.output
 
 
 def test_channels_innermost_in_another_order_is_not_read_as_rows():

@@ -1,10 +1,19 @@
 """Whether ``ops`` may hand an array to a compiled kernel (``numba_kernels``), and the kernels.
 
-numba is optional (the ``[numpy]`` extra installs it): without it, or with ``CNNCALC_NUMBA=0`` in
-the environment, or for arrays a kernel does not take (CuPy's, other dtypes, fewer than
-``MIN_ELEMENTS`` values), every op runs its NumPy code, which computes the same values. Small
-arrays stay with NumPy so that a small network's run never imports numba (a third of a second)
-nor loads its machine code.
+numba is optional (the ``[fast]`` extra installs it). Loading it costs about 0.4 s and 110 MB
+per process (a machine's very first run also compiles the kernels, about 4 s, and caches them
+on disk), while the kernels save about 0.5 ns per output value in a one-off pass (more in later
+passes of the same process, whose memory is no longer fresh). So, under ``CNNCALC_NUMBA``:
+
+- unset or ``auto``: a pass uses them (``activate_for``) when it computes at least
+  ``AUTO_MIN_VALUES`` output values, where the saving outgrows the loading, or when an earlier
+  pass of the process loaded them already; smaller passes, a one-off ``verify`` of a network at
+  batch 1 among them, stay with NumPy and never import numba;
+- ``1``: always (a process that runs many passes, as bench/verify_speed.py does);
+- ``0``: never.
+
+Even then an op runs its NumPy code, which computes the same values, for arrays a kernel does not
+take: CuPy's, other dtypes, layouts it does not read, fewer than ``MIN_ELEMENTS`` values.
 """
 
 from __future__ import annotations
@@ -13,34 +22,60 @@ import os
 
 import numpy
 
-MIN_ELEMENTS = 4096  # tests set 0, so that small cases run the kernels too
+MIN_ELEMENTS = 4096  # below, a kernel's call costs about what it saves; tests set 0
+# Output values per pass from which loading numba pays in a one-off `verify`. Its single pass writes
+# every output into fresh memory, and the page faults, not arithmetic, take much of its time: measured
+# whole `verify` runs with and without the kernels were within +-0.4 s of each other (noise) up to
+# MobileNetV2 at batch 96 and ResNet-50 at batch 64 (1.9e9 and 2.4e9 values).
+AUTO_MIN_VALUES = 2_000_000_000
 _KERNELS = None
 _LOADED = False
+_ACTIVE = False  # a pass of this process activated the kernels (auto mode)
+
+
+def mode() -> str:
+    """``CNNCALC_NUMBA``: "off" (0), "on" (1) or "auto" (unset, "auto" or anything else)."""
+    value = os.environ.get("CNNCALC_NUMBA", "auto").strip().lower()
+    return {"0": "off", "1": "on"}.get(value, "auto")
 
 
 def kernels():
-    """The ``numba_kernels`` module, or None where numba is missing or switched off."""
+    """The ``numba_kernels`` module (imported on the first call), or None where numba is missing."""
     global _KERNELS, _LOADED
     if not _LOADED:
         _LOADED = True
-        if os.environ.get("CNNCALC_NUMBA", "1") != "0":
-            try:
-                from . import numba_kernels
-            except ImportError:
-                numba_kernels = None
-            _KERNELS = numba_kernels
+        try:
+            from . import numba_kernels
+        except ImportError:
+            numba_kernels = None
+        _KERNELS = numba_kernels
     return _KERNELS
 
 
+def activate_for(values: int) -> bool:
+    """Before a pass that computes ``values`` output values (all rows, the whole batch): whether
+    its ops will use the kernels, which are then loaded (``warm_up``), so that the pass's layer
+    times and memory are its arrays' alone."""
+    global _ACTIVE
+    wanted = {"off": False, "on": True}.get(mode(), _ACTIVE or values >= AUTO_MIN_VALUES)
+    if not wanted or not warm_up():
+        return False
+    _ACTIVE = True
+    return True
+
+
 def usable(*arrays, dtypes=(numpy.float32, numpy.float64)):
-    """The kernels, when they take these arrays (NumPy arrays of one of ``dtypes``, the first of at
-    least ``MIN_ELEMENTS`` values); else None."""
+    """The kernels, when they are on and take these arrays (NumPy arrays of one of ``dtypes``, the
+    first of at least ``MIN_ELEMENTS`` values); else None."""
     first = arrays[0]
     if first.size < MIN_ELEMENTS:
         return None
     if not all(type(a) is numpy.ndarray and a.dtype == first.dtype for a in arrays):
         return None
     if first.dtype not in dtypes:
+        return None
+    on = mode()
+    if on == "off" or (on == "auto" and not _ACTIVE):
         return None
     return kernels()
 
@@ -67,14 +102,17 @@ def warm_up() -> bool:
 
 
 def description() -> str:
-    """For ``verify``'s report: what computes the NumPy backend's element-wise and depthwise ops
-    (without importing numba: a run of small arrays never needs it)."""
-    import importlib.metadata
+    """For ``verify``'s report: what computed the NumPy backend's ops in this process's last pass
+    (without importing numba where that pass did not)."""
     import importlib.util
 
-    if os.environ.get("CNNCALC_NUMBA", "1") == "0":
+    if mode() == "off":
         return "NumPy only (CNNCALC_NUMBA=0)"
     if (_LOADED and _KERNELS is None) or importlib.util.find_spec("numba") is None:
         return "NumPy only (numba is not installed)"
-    version = importlib.metadata.version("numba")
-    return f"NumPy, with numba {version} kernels for arrays of {MIN_ELEMENTS:,}+ values"
+    if mode() == "auto" and not _ACTIVE:
+        return (f"NumPy only (numba's kernels run from {AUTO_MIN_VALUES:,} output values per pass, "
+                "or with CNNCALC_NUMBA=1)")
+    import importlib.metadata
+
+    return f"NumPy with numba {importlib.metadata.version('numba')} kernels"

@@ -39,12 +39,12 @@ class ArrayBackend:
         pass
 
     def prepare(self, steps, batch: int) -> None:
-        """Before a pass: load the compiled kernels now if any array will be large enough for them,
-        so that the first layers' times (and memory) are theirs alone."""
+        """Before a pass: whether it uses the compiled kernels (``compiled.activate_for``: by the
+        values it computes), loaded now so that the first layers' times (and memory) are theirs alone."""
         from . import compiled
 
-        if self.xp is numpy and any(batch * math.prod(step.output_shape) >= compiled.MIN_ELEMENTS for step in steps):
-            compiled.warm_up()
+        if self.xp is numpy:
+            compiled.activate_for(batch * sum(math.prod(step.output_shape) for step in steps))
 
     @property
     def kernels(self) -> str | None:

@@ -111,8 +111,7 @@ def verify_table(summary: dict, layout: str):
         style = {"OK": "", "MISMATCH": "bold red", "ERROR": "bold red"}[cells[5]]
         text.append(line(cells).rstrip() + "\n", style=style)
     where = (f"{summary['backend']} on {summary['device']}, batch {summary['batch']}, seed {summary['seed']}, "
-             f"{duration(summary['seconds'])} forward, estimated memory {human_bytes(summary['estimated_bytes'])}"
-             + (f"; {summary['kernels']}" if summary.get("kernels") else ""))
+             f"{duration(summary['seconds'])} forward, estimated memory {human_bytes(summary['estimated_bytes'])}")
     count = len(summary["layers"])
     if summary["ok"]:
         text.append(f"all {count} layers match the analysis ({where})", style="green")
@@ -121,6 +120,8 @@ def verify_table(summary: dict, layout: str):
         if "error" in summary:
             text.append(f"\nstopped at {summary['error']['name']}: {summary['error']['message']}; "
                         f"{summary['not_run']} layers not run", style="red")
+    if summary.get("kernels"):
+        text.append(f"\nkernels: {summary['kernels']}", style="dim")
     return text
 
 
