@@ -76,21 +76,13 @@ def clamp(x, low, high, out):
 
 
 @njit(**JIT)
-def add(a, b, out):
+def add_or_multiply(a, b, product, out):
+    """out = a * b (``product``) or a + b, of flat arrays."""
     for block in range((a.size + BLOCK - 1) // BLOCK):
         first, second = a[block * BLOCK : (block + 1) * BLOCK], b[block * BLOCK : (block + 1) * BLOCK]
         target = out[block * BLOCK : (block + 1) * BLOCK]
         for k in range(first.size):
-            target[k] = first[k] + second[k]
-
-
-@njit(**JIT)
-def multiply(a, b, out):
-    for block in range((a.size + BLOCK - 1) // BLOCK):
-        first, second = a[block * BLOCK : (block + 1) * BLOCK], b[block * BLOCK : (block + 1) * BLOCK]
-        target = out[block * BLOCK : (block + 1) * BLOCK]
-        for k in range(first.size):
-            target[k] = first[k] * second[k]
+            target[k] = first[k] * second[k] if product else first[k] + second[k]
 
 
 @njit(inline="always")

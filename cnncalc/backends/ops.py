@@ -1095,7 +1095,7 @@ def flatten(x):
 
 
 def add(a, b):
-    out = _compiled_flat("add", a, b)
+    out = _compiled_flat("add_or_multiply", a, b, False)
     if out is not None:
         return out
     if not _alike(a, b):
@@ -1111,7 +1111,7 @@ def concat(arrays):
 
 def mul(a, b):
     """Element-wise product, broadcasting as PyTorch does ([N, C, H, W] x [N, C, 1, 1])."""
-    out = _compiled_flat("multiply", a, b)
+    out = _compiled_flat("add_or_multiply", a, b, True)
     if out is None:
         out = _channel_gate(a, b)
     if out is not None:
