@@ -179,8 +179,18 @@ def test_auto_mode_loads_numba_only_for_large_passes():
 def test_mode_one_always_and_mode_zero_never():
     always = run_python(MODES, "1")
     assert always == [f"True True NumPy with numba {numba_version()} kernels"] * 2
+    assert run_python(MODES, "Yes") == always
     never = run_python(MODES, "0")
     assert never == ["False False NumPy only (CNNCALC_NUMBA=0)"] * 2
+    assert run_python(MODES, "off") == ["False False NumPy only (CNNCALC_NUMBA=off)"] * 2
+
+
+def test_an_unknown_setting_reads_as_auto_and_says_so():
+    small, large = run_python(MODES, "fast")
+    assert small.startswith("False False NumPy only (") and large.startswith("True True NumPy with numba")
+    assert all(line.endswith("; CNNCALC_NUMBA='fast' is not 0, 1 or auto: read as auto)") or
+               line.endswith("kernels; CNNCALC_NUMBA='fast' is not 0, 1 or auto: read as auto")
+               for line in (small, large))
 
 
 def test_small_arrays_stay_with_numpy_even_when_on():
@@ -223,3 +233,13 @@ def test_channels_innermost_in_another_order_is_not_read_as_rows():
                     [(0, 0)] * 3, (1, 1, 1), 1)
     np.testing.assert_allclose(ops.batch_norm(tiny, np.zeros(1, np.float32), np.ones(1, np.float32), eps=0.0), tiny,
                                rtol=1e-6)
+
+
+def test_without_numba_every_op_runs_its_numpy_code_and_says_how_to_get_the_kernels():
+    code = ("import sys; sys.modules['numba'] = None  # as if it were not installed\n"
+            "import numpy; from cnncalc.backends import compiled, ops\n"
+            "x = numpy.linspace(-5, 5, 8192, dtype=numpy.float32).reshape(1, 2, 64, 64)\n"
+            "print(compiled.activate_for(10**10), compiled.usable(x) is None, float(ops.silu(x).sum()) != 0)\n"
+            "print(compiled.description())")
+    assert run_python(code, "1") == ["False True True",
+                                     "NumPy only (numba is not installed: pip install numba, or the [fast] extra)"]

@@ -33,10 +33,19 @@ _LOADED = False
 _ACTIVE = False  # a pass of this process activated the kernels (auto mode)
 
 
+MODES = {"0": "off", "off": "off", "false": "off", "no": "off", "never": "off",
+         "1": "on", "on": "on", "true": "on", "yes": "on", "always": "on", "": "auto", "auto": "auto"}
+
+
 def mode() -> str:
-    """``CNNCALC_NUMBA``: "off" (0), "on" (1) or "auto" (unset, "auto" or anything else)."""
-    value = os.environ.get("CNNCALC_NUMBA", "auto").strip().lower()
-    return {"0": "off", "1": "on"}.get(value, "auto")
+    """``CNNCALC_NUMBA``: "off" (0), "on" (1) or "auto" (unset or auto); a value it does not know
+    reads as auto, and ``description`` says so."""
+    return MODES.get(os.environ.get("CNNCALC_NUMBA", "auto").strip().lower(), "auto")
+
+
+def _unknown_setting() -> str:
+    value = os.environ.get("CNNCALC_NUMBA", "auto")
+    return "" if value.strip().lower() in MODES else f"; CNNCALC_NUMBA={value!r} is not 0, 1 or auto: read as auto"
 
 
 def kernels():
@@ -106,12 +115,12 @@ def description() -> str:
     import importlib.util
 
     if mode() == "off":
-        return "NumPy only (CNNCALC_NUMBA=0)"
+        return f"NumPy only (CNNCALC_NUMBA={os.environ.get('CNNCALC_NUMBA')})"
     if (_LOADED and _KERNELS is None) or importlib.util.find_spec("numba") is None:
-        return "NumPy only (numba is not installed)"
+        return "NumPy only (numba is not installed: pip install numba, or the [fast] extra)"
     if mode() == "auto" and not _ACTIVE:
         return (f"NumPy only (numba's kernels run from {AUTO_MIN_VALUES:,} output values per pass, "
-                "or with CNNCALC_NUMBA=1)")
+                f"or with CNNCALC_NUMBA=1{_unknown_setting()})")
     import importlib.metadata
 
-    return f"NumPy with numba {importlib.metadata.version('numba')} kernels"
+    return f"NumPy with numba {importlib.metadata.version('numba')} kernels{_unknown_setting()}"
