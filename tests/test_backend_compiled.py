@@ -243,3 +243,10 @@ def test_without_numba_every_op_runs_its_numpy_code_and_says_how_to_get_the_kern
             "print(compiled.description())")
     assert run_python(code, "1") == ["False True True",
                                      "NumPy only (numba is not installed: pip install numba, or the [fast] extra)"]
+
+
+def test_add_and_mul_of_a_scalar_or_mixed_dtypes_stay_with_numpy():
+    a = channels_last((1, 4, 8, 8), 20)
+    np.testing.assert_array_equal(ops.mul(a, np.float32(2.0)), a * np.float32(2.0))
+    np.testing.assert_array_equal(ops.add(a, np.float32(1.5)), a + np.float32(1.5))
+    np.testing.assert_array_equal(ops.add(a, a.astype(np.float64)), a + a.astype(np.float64))

@@ -690,19 +690,22 @@ def _alike(*arrays) -> bool:
     return all(a.shape == first.shape and a.strides == first.strides and a.dtype == first.dtype for a in arrays)
 
 
-def _compiled_flat(name, x, *arguments, dtypes=(numpy.float32, numpy.float64)):
-    """A new array like ``x`` (dense: same shape and memory layout) from the compiled kernel
-    ``name(flat inputs..., *scalars, flat out)``; None where the kernels do not take ``x``.
-    ``arguments``: arrays alike ``x`` (flattened too), then scalars (in ``x``'s dtype)."""
+def _compiled_flat(name, inputs: tuple, scalars: tuple = (), dtypes=(numpy.float32, numpy.float64)):
+    """A new array like ``inputs[0]`` (same shape and memory layout) from the compiled kernel
+    ``name(*flat inputs, *scalars, flat out)``, where the kernels take the inputs: dense arrays
+    alike in shape, layout and dtype; None otherwise. Numbers among ``scalars`` go in the
+    inputs' dtype, flags (bool) as they are."""
+    x = inputs[0]
+    if not all(isinstance(a, numpy.ndarray) for a in inputs) or not _alike(*inputs):
+        return None
     kernels = compiled.usable(x, dtypes=dtypes)
-    arrays = [a for a in arguments if hasattr(a, "shape")]
-    if kernels is None or not _alike(x, *arrays):
+    if kernels is None:
         return None
     out = numpy.empty_like(x)
-    flat = [_memory_order(a) for a in (x, *arrays, out)]
+    flat = [_memory_order(a) for a in (*inputs, out)]
     if any(f is None for f in flat):
         return None
-    scalars = [a if isinstance(a, bool) else x.dtype.type(a) for a in arguments if not hasattr(a, "shape")]
+    scalars = [a if isinstance(a, bool) else x.dtype.type(a) for a in scalars]
     kernel = getattr(kernels, name)
     _in_shares(lambda first, stop: kernel(*(f[first:stop] for f in flat[:-1]), *scalars, flat[-1][first:stop]),
                x.size, x.size)
@@ -861,7 +864,7 @@ def relu(x):
     """max(x, 0) as a clip to [0, inf]: NumPy's clip loop with two bounds is vectorised where
     maximum against a scalar is not (NaN stays NaN either way, as in PyTorch)."""
     xp = array_namespace(x)
-    out = _compiled_flat("clamp", x, 0, numpy.inf)
+    out = _compiled_flat("clamp", (x,), (0, numpy.inf))
     if out is not None:
         return out
     return _fused(lambda source, result: xp.clip(source, 0, numpy.inf, out=result), x, chain=False)
@@ -870,7 +873,7 @@ def relu(x):
 def relu6(x):
     """min(max(x, 0), 6) in one pass (NaN stays NaN, as in PyTorch)."""
     xp = array_namespace(x)
-    out = _compiled_flat("clamp", x, 0, 6)
+    out = _compiled_flat("clamp", (x,), (0, 6))
     if out is not None:
         return out
     return _fused(lambda source, result: xp.clip(source, 0, 6, out=result), x, chain=False)
@@ -898,7 +901,7 @@ def sigmoid(x):
         result += 1
         xp.reciprocal(result, out=result)
 
-    out = _compiled_flat("logistic", x, False, dtypes=(numpy.float32,))
+    out = _compiled_flat("logistic", (x,), (False,), dtypes=(numpy.float32,))
     if out is not None:
         return out
     with numpy.errstate(over="ignore"):
@@ -1095,7 +1098,7 @@ def flatten(x):
 
 
 def add(a, b):
-    out = _compiled_flat("add_or_multiply", a, b, False)
+    out = _compiled_flat("add_or_multiply", (a, b), (False,))
     if out is not None:
         return out
     if not _alike(a, b):
@@ -1111,7 +1114,7 @@ def concat(arrays):
 
 def mul(a, b):
     """Element-wise product, broadcasting as PyTorch does ([N, C, H, W] x [N, C, 1, 1])."""
-    out = _compiled_flat("add_or_multiply", a, b, True)
+    out = _compiled_flat("add_or_multiply", (a, b), (True,))
     if out is None:
         out = _channel_gate(a, b)
     if out is not None:
@@ -1156,7 +1159,7 @@ def silu(x):
         result += 1
         xp.divide(source, result, out=result)
 
-    out = _compiled_flat("logistic", x, True, dtypes=(numpy.float32,))
+    out = _compiled_flat("logistic", (x,), (True,), dtypes=(numpy.float32,))
     if out is not None:
         return out
     with numpy.errstate(over="ignore"):
