@@ -250,3 +250,16 @@ def test_add_and_mul_of_a_scalar_or_mixed_dtypes_stay_with_numpy():
     np.testing.assert_array_equal(ops.mul(a, np.float32(2.0)), a * np.float32(2.0))
     np.testing.assert_array_equal(ops.add(a, np.float32(1.5)), a + np.float32(1.5))
     np.testing.assert_array_equal(ops.add(a, a.astype(np.float64)), a + a.astype(np.float64))
+
+
+def test_kernels_that_fail_to_load_leave_numpy_computing_and_say_why():
+    code = ("import numba\n"
+            "def broken(*a, **k): raise RuntimeError('cannot cache function: no locator available')\n"
+            "numba.njit = broken\n"
+            "import numpy; from cnncalc.backends import compiled, ops\n"
+            "x = numpy.ones((1, 2, 64, 64), numpy.float32)\n"
+            "print(compiled.activate_for(10**10), compiled.usable(x) is None, float(ops.relu6(x).max()))\n"
+            "print(compiled.description())")
+    assert run_python(code, "1") == [
+        "False True 1.0",
+        "NumPy only (numba's kernels did not load: RuntimeError: cannot cache function: no locator available)"]

@@ -30,6 +30,7 @@ MIN_ELEMENTS = 4096  # below, a kernel's call costs about what it saves; tests s
 AUTO_MIN_VALUES = 2_000_000_000
 _KERNELS = None
 _LOADED = False
+_LOAD_ERROR = ""  # why numba is there but its kernels did not load (e.g. no writable cache folder)
 _ACTIVE = False  # a pass of this process activated the kernels (auto mode)
 
 
@@ -50,13 +51,15 @@ def _unknown_setting() -> str:
 
 def kernels():
     """The ``numba_kernels`` module (imported on the first call), or None where numba is missing."""
-    global _KERNELS, _LOADED
+    global _KERNELS, _LOADED, _LOAD_ERROR
     if not _LOADED:
         _LOADED = True
         try:
             from . import numba_kernels
         except ImportError:
             numba_kernels = None
+        except Exception as exc:  # numba's own errors (no cache locator, a broken LLVM): NumPy computes instead
+            numba_kernels, _LOAD_ERROR = None, f"{type(exc).__name__}: {exc}"
         _KERNELS = numba_kernels
     return _KERNELS
 
@@ -116,6 +119,8 @@ def description() -> str:
 
     if mode() == "off":
         return f"NumPy only (CNNCALC_NUMBA={os.environ.get('CNNCALC_NUMBA')})"
+    if _LOAD_ERROR:
+        return f"NumPy only (numba's kernels did not load: {_LOAD_ERROR})"
     if (_LOADED and _KERNELS is None) or importlib.util.find_spec("numba") is None:
         return "NumPy only (numba is not installed: pip install numba, or the [fast] extra)"
     if mode() == "auto" and not _ACTIVE:
