@@ -77,10 +77,17 @@ EDGES = np.array([np.nan, np.inf, -np.inf, -1000, -88.8, -88.72, -87.4, -20, -1e
 
 @pytest.mark.parametrize("op, reference", [
     (ops.relu, F.relu), (ops.relu6, F.relu6), (ops.sigmoid, torch.sigmoid), (ops.silu, F.silu),
+    (ops.hardsigmoid, F.hardsigmoid), (ops.hardswish, F.hardswish),
 ], ids=lambda f: getattr(f, "__name__", ""))
 def test_activations_at_the_edges_match_torch(op, reference):
     x = EDGES.reshape(1, 1, 1, -1)
     np.testing.assert_array_equal(op(x), reference(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize("op", [ops.hardsigmoid, ops.hardswish], ids=lambda f: f.__name__)
+def test_hard_gates_equal_the_numpy_code_bit_for_bit(op):
+    x = random_array(21, (2, 8, 16, 16), scale=5.0)
+    np.testing.assert_array_equal(op(x), numpy_only(op, x))
 
 
 @pytest.mark.parametrize("op, reference", [(ops.sigmoid, torch.sigmoid), (ops.silu, F.silu)],

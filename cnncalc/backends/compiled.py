@@ -103,6 +103,7 @@ def warm_up() -> bool:
     flat, rows, vector = numpy.zeros(8, f32), numpy.zeros((2, 4), f32), numpy.ones(4, f32)
     module.clamp(flat, f32(0), f32(6), flat.copy())
     module.add_or_multiply(flat, flat, False, flat.copy())
+    module.hard_gate(flat, True, flat.copy())
     module.logistic(flat, True, flat.copy())
     module.batch_norm(rows, vector, vector, vector, vector, f32(1e-5), rows.copy())
     module.scale_rows(rows.reshape(1, 2, 4), rows[:1], rows.reshape(1, 2, 4).copy())

@@ -76,6 +76,20 @@ def clamp(x, low, high, out):
 
 
 @njit(**JIT)
+def hard_gate(x, times_x, out):
+    """relu6(x + 3) / 6 (hardsigmoid) or, with ``times_x``, x * relu6(x + 3) / 6 (hardswish), in
+    PyTorch's order of operations, float32; NaN stays NaN."""
+    three, six, zero = numpy.float32(3.0), numpy.float32(6.0), numpy.float32(0.0)
+    for block in range((x.size + BLOCK - 1) // BLOCK):
+        source, target = x[block * BLOCK : (block + 1) * BLOCK], out[block * BLOCK : (block + 1) * BLOCK]
+        for k in range(source.size):
+            v = source[k] + three
+            v = zero if v < zero else v
+            v = six if v > six else v
+            target[k] = (v * source[k] if times_x else v) / six
+
+
+@njit(**JIT)
 def add_or_multiply(a, b, product, out):
     """out = a * b (``product``) or a + b, of flat arrays."""
     for block in range((a.size + BLOCK - 1) // BLOCK):

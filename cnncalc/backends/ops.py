@@ -1175,7 +1175,8 @@ def hardsigmoid(x):
         xp.clip(result, 0, 6, out=result)
         result /= 6
 
-    return _fused(steps, x)
+    out = _compiled_flat("hard_gate", (x,), (False,), dtypes=(numpy.float32,))
+    return out if out is not None else _fused(steps, x)
 
 
 def hardswish(x):
@@ -1188,7 +1189,8 @@ def hardswish(x):
         result *= source
         result /= 6
 
-    return _fused(steps, x)
+    out = _compiled_flat("hard_gate", (x,), (True,), dtypes=(numpy.float32,))
+    return out if out is not None else _fused(steps, x)
 
 
 def mish(x):
