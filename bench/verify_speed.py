@@ -85,8 +85,7 @@ def serve(model: str, batch: int, backend_name: str) -> None:
         return run_forward(plan, backend, batch=batch, input_values=image,
                            parameters=lambda step, shape: weights[step.index])
 
-    if hasattr(backend, "prepare"):
-        backend.prepare(plan.steps, batch)  # compiled code is loaded before, as modules are: not the pass's memory
+    backend.prepare(plan.steps, batch)  # compiled code is loaded before, as modules are: not the pass's memory
 
     exact = reset_peak()
     before = proc_status_kib("VmRSS")

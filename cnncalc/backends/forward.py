@@ -69,8 +69,7 @@ def run_forward(plan, backend, batch: int = 1, seed: int = 0, input_values=None,
     """
     parameters = parameters or seeded_parameters(plan, seed, weights_from_spec, source)
     keep = keep or (lambda row: False)
-    if hasattr(backend, "prepare"):
-        backend.prepare(plan.steps, batch)
+    backend.prepare(plan.steps, batch)
     last_reader = last_readers(plan.steps)
     outputs = {INPUT: backend.asarray(input_array(plan, batch, seed, input_values, source))}
     outputs.update({node: backend.asarray(array) for node, array in other_inputs(plan, batch, seed).items()})

@@ -42,6 +42,13 @@ class Backend(Protocol):
     def synchronize(self) -> None:
         """Wait for queued device work (so timings are real)."""
 
+    def prepare(self, steps, batch: int) -> None:
+        """Before a pass over ``steps`` at ``batch``: load what its ops will need (NumPy: numba's kernels)."""
+
+    @property
+    def kernels(self) -> str | None:
+        """What computes the ops, where that varies (NumPy: with or without numba); else None."""
+
     def available_bytes(self) -> int | None:
         """Free memory on the backend's device, or None when unknown (host: /proc/meminfo)."""
 

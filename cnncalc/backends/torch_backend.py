@@ -43,6 +43,11 @@ class TorchBackend:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
 
+    def prepare(self, steps, batch: int) -> None:
+        pass  # torch.nn.functional needs nothing loaded per pass
+
+    kernels = None  # always torch.nn.functional
+
     def epsilon(self, layer) -> float:
         """The machine epsilon ``layer`` is computed in, for the cross-check's float32 rule: TF32's
         (2**-10) for convolutions and matmuls PyTorch is allowed to run in TF32 on the GPU

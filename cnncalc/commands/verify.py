@@ -76,7 +76,7 @@ def verify_summary(report, engine, batch: int, seed: int, results: list, estimat
         "seconds": sum(r.seconds for r in results),
         "estimated_bytes": estimated_bytes,
         "memory_limit_bytes": limit,
-        "kernels": getattr(engine, "kernels", None),
+        "kernels": engine.kernels,
         **findings(report),
     }
     errors = [r for r in results if r.error]
